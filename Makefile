@@ -1,0 +1,52 @@
+# sctransfer developer entry points. `make demo` and `make test` work on a fresh machine:
+# they create .venv, install the package (torch pinned to the CPU wheel through constraints.txt) and run.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sctransfer-installed
+PIP := $(BIN)/python -m pip
+PIP_FLAGS := --disable-pip-version-check -q -c constraints.txt
+
+# Real data: ../shared/data when it exists (an explicit SCTRANSFER_DATA_DIR wins).
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(origin SCTRANSFER_DATA_DIR), undefined)
+ifneq ($(wildcard $(SHARED_DATA)/README.md),)
+export SCTRANSFER_DATA_DIR := $(SHARED_DATA)
+endif
+endif
+# numba kernels are compiled once and cached beside the sources; keep BLAS/numba on the machine's cores.
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.venv/numba_cache
+export MPLBACKEND ?= Agg
+
+.PHONY: install demo test lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(PIP_FLAGS) --upgrade pip
+	# torch first, alone, so nothing can resolve it to a CUDA build
+	$(PIP) install $(PIP_FLAGS) torch==2.13.0
+	$(PIP) install $(PIP_FLAGS) -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests benchmarks scripts
+	$(BIN)/ruff format src tests benchmarks scripts
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/label_transfer_mop.py
+	$(BIN)/python benchmarks/knn_speed.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache

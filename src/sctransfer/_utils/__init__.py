@@ -1,0 +1,1 @@
+"""Private helpers: validation, logging, result keys and shared docstring pieces."""

@@ -1,0 +1,33 @@
+"""Shared numpydoc pieces, injected with :func:`inject_docs` so each fact is written once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+DOC_PIECES: dict[str, str] = {
+    "random_state": """random_state
+        Seed for every random step (subsampling, randomised SVD, weight initialisation). The same
+        seed gives the same numbers on CPU.""",
+    "copy": """copy
+        If ``False`` (default) write the results into the input objects and return ``None``;
+        if ``True`` leave the inputs untouched and return changed copies.""",
+    "layer": """layer
+        Layer of the reference holding the values to use; ``None`` uses ``.X``.""",
+    "metric": """metric
+        ``"cosine"`` or ``"euclidean"``.""",
+}
+
+
+def inject_docs(**extra: str) -> Callable[[F], F]:
+    """Fill ``{name}`` placeholders of a docstring with :data:`DOC_PIECES` (and ``extra``)."""
+    pieces = {**DOC_PIECES, **extra}
+
+    def decorator(func: F) -> F:
+        if func.__doc__:
+            func.__doc__ = func.__doc__.format(**pieces)
+        return func
+
+    return decorator

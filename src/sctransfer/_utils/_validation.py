@@ -1,0 +1,122 @@
+"""Input checks shared by every verb.
+
+They raise ``ValueError``/``KeyError`` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+ArrayLike = np.ndarray | sp.spmatrix | sp.sparray
+
+
+def check_nonempty(adata: AnnData, name: str) -> None:
+    """Raise if ``adata`` has no cells or no features."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"{name} must be an AnnData object, got {type(adata).__name__}.")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(
+            f"{name} is empty ({adata.n_obs} cells x {adata.n_vars} features); pass an AnnData with at least "
+            "one cell and one feature."
+        )
+
+
+def get_matrix(adata: AnnData, layer: str | None, name: str) -> ArrayLike:
+    """Return ``adata.layers[layer]`` or ``adata.X`` without copying."""
+    if layer is None:
+        X = adata.X
+        if X is None:
+            raise ValueError(f"{name}.X is None; store the values in .X or pass layer=<name of a layer>.")
+        return X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"layer {layer!r} not found in {name}.layers (available: {sorted(adata.layers.keys())}); "
+            "pass layer=None to use .X."
+        )
+    return adata.layers[layer]
+
+
+def _values(X: ArrayLike) -> np.ndarray:
+    if sp.issparse(X):
+        return np.asarray(X.data)
+    # backed / dask arrays expose __array__; small in-memory checks are what we need here
+    return np.asarray(X)
+
+
+def check_values(X: ArrayLike, name: str, *, nonnegative: bool = True) -> None:
+    """Raise if ``X`` holds NaN/Inf, or negative values when ``nonnegative``."""
+    values = _values(X)
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold numbers, got dtype {values.dtype}.")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        n_bad = int((~np.isfinite(values)).sum())
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or infinite values; remove or impute them (for example "
+            "np.nan_to_num) before calling sctransfer."
+        )
+    if nonnegative and values.size and values.min() < 0:
+        raise ValueError(
+            f"{name} contains negative values (minimum {values.min():.3g}); sctransfer expects counts or "
+            "log-normalised expression. Pass the unscaled data (for example a counts layer with layer=...)."
+        )
+
+
+def check_obs_key(adata: AnnData, key: str, name: str, what: str = "labels") -> pd.Series:
+    """Return ``adata.obs[key]``; raise ``KeyError`` if missing and ``ValueError`` if all missing values."""
+    if key not in adata.obs.columns:
+        raise KeyError(
+            f"{what} key {key!r} not found in {name}.obs (columns: {list(adata.obs.columns)}); "
+            f"pass the name of the .obs column that holds the {what}."
+        )
+    values = adata.obs[key]
+    if values.isna().all():
+        raise ValueError(f"{name}.obs[{key!r}] holds no values (all NaN); fill in the {what} first.")
+    return values
+
+
+def check_n_classes(labels: pd.Series | np.ndarray, name: str, minimum: int = 2) -> np.ndarray:
+    """Return the sorted classes of ``labels`` (missing values ignored); raise if fewer than ``minimum``."""
+    classes = np.asarray(pd.unique(pd.Series(labels).dropna().astype(str)))
+    classes.sort()
+    if classes.size < minimum:
+        raise ValueError(
+            f"{name} has {classes.size} class(es) ({list(classes)}); transferring labels needs at least "
+            f"{minimum}. Check that the labels key is the cell-type column."
+        )
+    return classes
+
+
+def shared_features(names_a: Sequence[str], names_b: Sequence[str], what: tuple[str, str]) -> np.ndarray:
+    """Features present in both, in the order of ``names_a``; raise if there are none."""
+    b = pd.Index(names_b)
+    a = pd.Index(names_a)
+    if not a.is_unique or not b.is_unique:
+        dup = what[0] if not a.is_unique else what[1]
+        raise ValueError(f"{dup} has duplicated var_names; call .var_names_make_unique() first.")
+    common = a[a.isin(b)]
+    if len(common) == 0:
+        raise ValueError(
+            f"{what[0]} and {what[1]} share no features (var_names). Use the same gene identifiers in both "
+            f"(for example symbols in both, not symbols vs Ensembl IDs); for ATAC peaks compute gene "
+            f"activity first with sct.pp.gene_activity. Examples: {list(a[:3])} vs {list(b[:3])}."
+        )
+    return np.asarray(common)
+
+
+def check_int(value: int, name: str, minimum: int = 1) -> int:
+    """Raise unless ``value`` is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_choice(value: str, name: str, choices: Sequence[str]) -> str:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+    return value

@@ -1,0 +1,3 @@
+"""Plots in scanpy's style (matplotlib; ``ax=``, ``show=``, ``save=``)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Preprocessing: AnnData -> AnnData transformations (shared features, normalisation)."""
+
+__all__: list[str] = []

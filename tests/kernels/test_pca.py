@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sctransfer.kernels._pca import joint_pca, log_normalize
+
+
+def _blocks(seed=0):
+    """Two sparse, non-negative blocks with a decaying spectrum (low rank plus noise)."""
+    rng = np.random.default_rng(seed)
+    loadings = rng.gamma(1.0, 1.0, size=(6, 40)) * np.array([8, 6, 4, 3, 2, 1])[:, None]
+    out = []
+    for n in (120, 90):
+        X = rng.gamma(1.0, 1.0, size=(n, 6)) @ loadings + rng.gamma(0.5, 1.0, size=(n, 40))
+        X[rng.random(X.shape) < 0.3] = 0.0
+        out.append(sp.csr_matrix(X))
+    return tuple(out)
+
+
+def _dense_reference(blocks, n_comps):
+    zs = []
+    for blk in blocks:
+        X = blk.toarray()
+        sd = X.std(axis=0, ddof=1)
+        zs.append(np.divide(X - X.mean(axis=0), sd, out=np.zeros_like(X), where=sd > 1e-12))
+    Z = np.vstack(zs)
+    _, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    return Z, s[:n_comps], Vt[:n_comps]
+
+
+def test_joint_pca_matches_dense_svd():
+    blocks = _blocks()
+    res = joint_pca(list(blocks), n_comps=5, n_iter=10, random_state=0)
+    Z, s, Vt = _dense_reference(blocks, 5)
+    np.testing.assert_allclose(res.singular_values, s, rtol=1e-6)
+    # same subspace, same sign convention up to the sign of each component
+    for i in range(5):
+        assert abs(abs(res.components[i] @ Vt[i]) - 1) < 1e-6
+    emb = np.vstack(res.embeddings)
+    np.testing.assert_allclose(np.abs(emb), np.abs(Z @ res.components.T), atol=1e-8)
+    assert emb.shape == (210, 5)
+    total = (Z**2).sum()
+    np.testing.assert_allclose(res.explained_variance_ratio, s**2 / total, rtol=1e-6)
+
+
+def test_joint_pca_dense_and_sparse_agree_and_seed_is_deterministic():
+    blocks = _blocks(1)
+    sparse_res = joint_pca(list(blocks), n_comps=4, random_state=7)
+    dense_res = joint_pca([b.toarray() for b in blocks], n_comps=4, random_state=7)
+    np.testing.assert_allclose(sparse_res.embeddings[0], dense_res.embeddings[0], atol=1e-10)
+    again = joint_pca(list(blocks), n_comps=4, random_state=7)
+    np.testing.assert_array_equal(sparse_res.embeddings[1], again.embeddings[1])
+
+
+def test_n_comps_is_capped_by_the_data():
+    blocks = _blocks()
+    res = joint_pca(list(blocks), n_comps=500)
+    assert res.components.shape[0] == 39
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_log_normalize(sparse):
+    X = np.array([[1.0, 3.0, 0.0], [0.0, 0.0, 0.0], [2.0, 2.0, 4.0]])
+    out = log_normalize(sp.csr_matrix(X) if sparse else X, target_sum=10)
+    out = out.toarray() if sparse else out
+    np.testing.assert_allclose(out[0], np.log1p([2.5, 7.5, 0.0]))
+    np.testing.assert_allclose(out[1], 0.0)
+    np.testing.assert_allclose(np.expm1(out[2]).sum(), 10.0)
+    assert X[0, 1] == 3.0  # input untouched
