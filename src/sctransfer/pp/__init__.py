@@ -1,3 +1,5 @@
 """Preprocessing: AnnData -> AnnData transformations (shared features, normalisation)."""
 
-__all__: list[str] = []
+from ._gene_activity import gene_activity
+
+__all__: list[str] = ["gene_activity"]
