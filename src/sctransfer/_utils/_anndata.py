@@ -33,15 +33,17 @@ def write_labels(
     classes: list[str],
     proba: np.ndarray | None = None,
     uns: dict[str, Any] | None = None,
+    rejection_label: str = UNKNOWN_LABEL,
 ) -> None:
     """Write transferred labels into ``adata``.
 
-    ``codes`` index ``classes``; ``-1`` marks a rejected cell, written as ``"unknown"``.
+    ``codes`` index ``classes``; ``-1`` marks a rejected cell, written as ``rejection_label``
+    (``"unknown"`` unless a method names its own, as CaSTLe's ``"Not Classified"``).
     """
     categories = list(classes)
     codes = np.asarray(codes, dtype=np.int64)
     if (codes < 0).any():
-        categories.append(UNKNOWN_LABEL)
+        categories.append(rejection_label)
         codes = np.where(codes < 0, len(categories) - 1, codes)
     adata.obs[keys.label] = pd.Categorical.from_codes(codes, categories=categories)
     adata.obs[keys.confidence] = np.asarray(confidence, dtype=np.float64)

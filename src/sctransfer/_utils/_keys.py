@@ -36,3 +36,24 @@ class LabelTransferKeys:
 JOINT_EMBEDDING_KEY = "X_sct_joint"
 #: Label written for cells that a method declines to classify.
 UNKNOWN_LABEL = "unknown"
+#: Label CaSTLe writes for cells that no one-vs-rest classifier claims (as its reference scripts do).
+NOT_CLASSIFIED_LABEL = "Not Classified"
+#: Labels that mean "declined to classify" (the second is what CaSTLe's reference scripts write);
+#: metrics treat them as rejections, never as classes.
+REJECTION_LABELS = frozenset({UNKNOWN_LABEL, NOT_CLASSIFIED_LABEL})
+
+
+@dataclass(frozen=True)
+class CaSTLeKeys(LabelTransferKeys):
+    """Keys written by :func:`sctransfer.tl.castle` for a given ``key_added`` (default ``"castle"``).
+
+    The label goes to ``.obs[f"{key_added}_label"]``; the confidence, probabilities and ``.uns`` entry
+    follow :class:`LabelTransferKeys`.
+    """
+
+    key_added: str = "castle"
+
+    @property
+    def label(self) -> str:
+        """``.obs`` column holding the predicted label."""
+        return f"{self.key_added}_label"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._utils._keys import UNKNOWN_LABEL
+from .._utils._keys import REJECTION_LABELS
 
 Labels = Iterable[Any] | np.ndarray | pd.Series
 
@@ -95,7 +95,7 @@ def confusion_matrix(
     Returns
     -------
     A DataFrame of counts (or row fractions). Rows are the sorted true types; columns are the union of
-    true types and predicted labels, sorted, with the rejection label ``"unknown"`` last when present.
+    true types and predicted labels, sorted, with the rejection labels (``"unknown"``, ``"Not Classified"``) last when present.
     """
     ev = evaluable_labels(y_true, y_pred, reference_labels=reference_labels)
     return _confusion(ev.y_true, ev.y_pred, normalize=normalize)
@@ -103,9 +103,8 @@ def confusion_matrix(
 
 def _confusion(true: np.ndarray, pred: np.ndarray, *, normalize: bool = False) -> pd.DataFrame:
     rows = sorted(set(true))
-    cols = sorted((set(true) | set(pred)) - {UNKNOWN_LABEL})
-    if UNKNOWN_LABEL in set(pred):
-        cols.append(UNKNOWN_LABEL)
+    cols = sorted((set(true) | set(pred)) - REJECTION_LABELS)
+    cols += sorted(REJECTION_LABELS & set(pred))
     r = pd.Categorical(true, categories=rows).codes
     c = pd.Categorical(pred, categories=cols).codes
     counts = np.zeros((len(rows), len(cols)), dtype=np.int64)
@@ -118,7 +117,7 @@ def _confusion(true: np.ndarray, pred: np.ndarray, *, normalize: bool = False) -
 
 
 def _per_class(true: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
-    classes = sorted((set(true) | set(pred)) - {UNKNOWN_LABEL})
+    classes = sorted((set(true) | set(pred)) - REJECTION_LABELS)
     rows = []
     for cls in classes:
         is_true = true == cls
@@ -144,7 +143,7 @@ def accuracy(y_true: Labels, y_pred: Labels, *, reference_labels: Labels | None 
 def macro_f1(y_true: Labels, y_pred: Labels, *, reference_labels: Labels | None = None) -> float:
     """Unweighted mean F1 over the classes seen in the true or predicted labels.
 
-    The rejection label ``"unknown"`` is not a class: a rejected cell is a missed cell of its true type.
+    The rejection labels (``"unknown"``, ``"Not Classified"``) are not classes: a rejected cell is a missed cell of its true type.
     This matches scikit-learn's ``f1_score(average="macro")`` when nothing is rejected.
     """
     ev = evaluable_labels(y_true, y_pred, reference_labels=reference_labels)
@@ -211,7 +210,7 @@ class LabelTransferReport:
             f"balanced accuracy {self.balanced_accuracy:.3f}",
             f"cells scored      {self.n_evaluated} of {self.n_cells}"
             f" ({self.n_excluded} with a type absent from the reference, {self.n_missing_truth} unlabelled,"
-            f" {self.n_rejected} rejected as {UNKNOWN_LABEL!r})",
+            f" {self.n_rejected} rejected)",
         ]
         return "\n".join(lines)
 
@@ -252,7 +251,7 @@ def label_transfer_report(
         n_evaluated=int(ev.y_true.size),
         n_excluded=ev.n_excluded,
         n_missing_truth=ev.n_missing_truth,
-        n_rejected=int(np.sum(ev.y_pred == UNKNOWN_LABEL)),
+        n_rejected=int(np.isin(ev.y_pred, list(REJECTION_LABELS)).sum()),
         excluded_types=ev.excluded_types,
         per_class=per_class,
         confusion=_confusion(ev.y_true, ev.y_pred),

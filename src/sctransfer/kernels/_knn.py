@@ -1,0 +1,608 @@
+"""Exact k-nearest neighbours (BLAS tiles + numba top-k selection) and the kNN majority vote.
+
+The exact backend never materialises the ``n_query x n_reference`` distance matrix. It tiles both
+sides: a worker thread takes a block of queries and walks over the reference in blocks; for each pair
+of blocks one BLAS call writes a *score* tile that fits in the core's L2 cache, and a numba kernel
+merges the tile into a bounded max-``k`` heap per query row. Scores are arranged so that larger means
+nearer:
+
+* cosine: rows are L2-normalised once and the score is the dot product;
+* euclidean: the score is ``q . r - ||r||^2 / 2`` (``||q - r||^2 = ||q||^2 - 2 * score``).
+
+Most tile entries cannot enter the heap, so the kernel tests 64 values at a time with a vectorised
+count of the values above the row's current threshold (the worst kept score) and only runs the
+scalar insert path for chunks with a hit. After the last reference block the ``k`` survivors' distances
+are recomputed exactly from the inputs (accumulated in float64, so identical reference rows get
+identical distances) and each row is sorted by (distance, index).
+
+Parallelism: ``numba.get_num_threads()`` Python worker threads pull query blocks from a queue; each
+runs single-threaded BLAS and the ``nogil`` numba kernels, so a tile is produced and consumed on the
+same core while it is still in that core's cache. (A multi-threaded BLAS call followed by a numba
+``prange`` pass over a shared tile measured about 3x slower on 2 cores: OpenBLAS's spinning threads
+and numba's threads compete for the cores, and the tile has to travel between them.)
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+from .._utils._logging import logger
+
+__all__ = ["Neighbors", "knn", "knn_vote"]
+
+_METRICS = ("cosine", "euclidean")
+_BACKENDS = ("exact", "pynndescent")
+#: values tested together by the vectorised rejection test (a multiple of the SIMD width; 64 lets
+#: LLVM vectorise the count, smaller chunks are unrolled to scalar compares)
+_CHUNK = 64
+#: bytes of one score tile: one tile per worker thread, written by BLAS and read back while still in L2
+_TILE_BYTES = 1 << 20
+#: default number of query rows per tile (float32; float64 uses half as many)
+_QUERY_BLOCK = 256
+
+
+@dataclass(frozen=True, eq=False)
+class Neighbors:
+    """The ``k`` nearest reference rows of every query row.
+
+    Attributes
+    ----------
+    indices
+        ``(n_query, k)`` int64 row indices into the reference, sorted by increasing distance; equal
+        distances are ordered by increasing index.
+    distances
+        ``(n_query, k)`` distances in the dtype of the computation (float32 when both inputs are
+        float32, float64 otherwise). Cosine: ``1 - cosine similarity`` (clipped to ``[0, 2]``);
+        euclidean: the L2 distance (not squared).
+    """
+
+    indices: np.ndarray
+    distances: np.ndarray
+
+    @property
+    def n_neighbors(self) -> int:
+        """Number of neighbours per query row (``k``)."""
+        return int(self.indices.shape[1])
+
+    @property
+    def n_query(self) -> int:
+        """Number of query rows."""
+        return int(self.indices.shape[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# numba kernels (compiled lazily on first call and cached on disk)
+# --------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _heap_replace_root(hs, hi, s, idx):  # pragma: no cover - compiled
+    """Replace the worst kept entry (the root) by ``(s, idx)`` and sift it down.
+
+    The heap keeps the worst entry at the root: lower score is worse, and for equal scores the higher
+    index is worse (so ties keep the lower index).
+    """
+    k = hs.shape[0]
+    pos = 0
+    while True:
+        c = 2 * pos + 1
+        if c >= k:
+            break
+        r = c + 1
+        if r < k and (hs[r] < hs[c] or (hs[r] == hs[c] and hi[r] > hi[c])):
+            c = r
+        if hs[c] < s or (hs[c] == s and hi[c] > idx):
+            hs[pos] = hs[c]
+            hi[pos] = hi[c]
+            pos = c
+        else:
+            break
+    hs[pos] = s
+    hi[pos] = idx
+
+
+@njit(cache=True, nogil=True)
+def _scan_tile(tile, offset, use_offset, base, heap_s, heap_i):  # pragma: no cover - compiled
+    """Merge a ``(m, w)`` score tile (reference columns ``base..base+w``) into the row heaps.
+
+    With ``use_offset`` the score of column ``j`` is ``tile[i, j] - offset[j]`` (euclidean).
+    References arrive in increasing index order, so the strict ``>`` test keeps the lower index on
+    ties.
+    """
+    m, w = tile.shape
+    nfull = w - w % _CHUNK
+    for i in range(m):
+        row = tile[i]
+        hs = heap_s[i]
+        hi = heap_i[i]
+        thr = hs[0]
+        if use_offset:
+            for j0 in range(0, nfull, _CHUNK):
+                n_above = 0
+                for j in range(j0, j0 + _CHUNK):
+                    n_above += (row[j] - offset[j]) > thr
+                if n_above > 0:
+                    for j in range(j0, j0 + _CHUNK):
+                        v = row[j] - offset[j]
+                        if v > thr:
+                            _heap_replace_root(hs, hi, v, base + j)
+                            thr = hs[0]
+            for j in range(nfull, w):
+                v = row[j] - offset[j]
+                if v > thr:
+                    _heap_replace_root(hs, hi, v, base + j)
+                    thr = hs[0]
+        else:
+            for j0 in range(0, nfull, _CHUNK):
+                n_above = 0
+                for j in range(j0, j0 + _CHUNK):
+                    n_above += row[j] > thr
+                if n_above > 0:
+                    for j in range(j0, j0 + _CHUNK):
+                        v = row[j]
+                        if v > thr:
+                            _heap_replace_root(hs, hi, v, base + j)
+                            thr = hs[0]
+            for j in range(nfull, w):
+                v = row[j]
+                if v > thr:
+                    _heap_replace_root(hs, hi, v, base + j)
+                    thr = hs[0]
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _finalize_rows(query, reference, cand, euclidean, out_idx, out_dist):  # pragma: no cover - compiled
+    """Exact distances of the candidate indices ``cand`` and a (distance, index) sort of each row.
+
+    ``query``/``reference`` are the normalised rows for cosine and the raw rows for euclidean. The
+    sums run in float64 and are cast to ``out_dist.dtype`` before sorting, so the order is the order
+    of the returned values. Rows with a negative candidate (none found) are left to the caller.
+    """
+    m, k = cand.shape
+    d = query.shape[1]
+    dist = np.empty(k, dtype=out_dist.dtype)
+    idx = np.empty(k, dtype=np.int64)
+    for i in range(m):
+        q = query[i]
+        for t in range(k):
+            j = cand[i, t]
+            idx[t] = j
+            if j < 0:
+                dist[t] = np.inf
+                continue
+            r = reference[j]
+            acc = 0.0
+            if euclidean:
+                for c in range(d):
+                    diff = np.float64(q[c]) - np.float64(r[c])
+                    acc += diff * diff
+                dist[t] = np.sqrt(acc)
+            else:
+                for c in range(d):
+                    acc += np.float64(q[c]) * np.float64(r[c])
+                dist[t] = min(max(1.0 - acc, 0.0), 2.0)
+        if k <= 64:
+            # insertion sort on (distance, index)
+            for a in range(1, k):
+                dv = dist[a]
+                iv = idx[a]
+                b = a - 1
+                while b >= 0 and (dist[b] > dv or (dist[b] == dv and idx[b] > iv)):
+                    dist[b + 1] = dist[b]
+                    idx[b + 1] = idx[b]
+                    b -= 1
+                dist[b + 1] = dv
+                idx[b + 1] = iv
+            out_idx[i] = idx
+            out_dist[i] = dist
+        else:
+            by_index = np.argsort(idx, kind="mergesort")
+            order = by_index[np.argsort(dist[by_index], kind="mergesort")]
+            out_idx[i] = idx[order]
+            out_dist[i] = dist[order]
+
+
+# --------------------------------------------------------------------------------------------------
+# input handling
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_matrix(X: Any, name: str) -> np.ndarray:
+    """Return ``X`` as a 2-d numeric ndarray (no copy when possible) or raise ``ValueError``."""
+    if sp.issparse(X):
+        raise ValueError(
+            f"{name} is a scipy sparse matrix; knn works on dense embeddings. Reduce the data first (for "
+            f"example with a PCA) or densify it with {name}.toarray() if it is small."
+        )
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-d array (cells x dimensions), got {arr.ndim} dimension(s).")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(
+            f"{name} is empty ({arr.shape[0]} rows x {arr.shape[1]} columns); pass at least one row and "
+            "one column."
+        )
+    return arr
+
+
+def _compute_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float32 when every input is float32 or float16, float64 otherwise (integers included)."""
+    if all(a.dtype.kind == "f" and a.dtype.itemsize <= 4 for a in arrays):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or infinite values; remove those rows or impute the values (for "
+            "example with np.nan_to_num) before computing neighbours."
+        )
+
+
+def _check_k(k: Any, n_reference: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}.")
+    if k > n_reference:
+        raise ValueError(
+            f"k={int(k)} is larger than the reference ({n_reference} cells); lower k to at most "
+            f"{n_reference} or use a larger reference."
+        )
+    return int(k)
+
+
+def _normalize_rows(X: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """L2-normalised copy of the rows (norms in float64); all-zero rows stay all-zero."""
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return np.ascontiguousarray(X * inv[:, None].astype(dtype, copy=False), dtype=dtype)
+
+
+def _n_workers() -> int:
+    return max(1, int(numba.get_num_threads()))
+
+
+# --------------------------------------------------------------------------------------------------
+# backends
+# --------------------------------------------------------------------------------------------------
+
+
+def _block_sizes(n_query: int, dtype: np.dtype, block_size: int | None, n_workers: int) -> tuple[int, int]:
+    """Rows of a query block and of a reference block."""
+    if block_size is not None:
+        return block_size, 4 * block_size
+    qb = _QUERY_BLOCK * 4 // dtype.itemsize
+    # at least ~4 query blocks per worker so that all cores get work on small queries
+    qb = max(16, min(qb, -(-n_query // (4 * n_workers))))
+    rb = max(_CHUNK, (_TILE_BYTES // (dtype.itemsize * qb)) // _CHUNK * _CHUNK)
+    return qb, rb
+
+
+def _knn_exact(
+    query: np.ndarray, reference: np.ndarray, k: int, euclidean: bool, block_size: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tiled exact search; ``query``/``reference`` are normalised (cosine) or raw (euclidean) rows."""
+    from threadpoolctl import threadpool_limits
+
+    if euclidean:
+        # score on data centred on the reference mean: distances are unchanged, and the score
+        # q . r - ||r||^2 / 2 no longer loses precision to a large common offset
+        center = reference.mean(axis=0, dtype=np.float64)
+        q_score = np.ascontiguousarray(query - center, dtype=query.dtype)
+        r_score = np.ascontiguousarray(reference - center, dtype=query.dtype)
+    else:
+        q_score, r_score = query, reference
+    dtype = query.dtype
+    n_query = query.shape[0]
+    n_ref = reference.shape[0]
+    n_workers = _n_workers()
+    qb, rb = _block_sizes(n_query, dtype, block_size, n_workers)
+    if euclidean:
+        offset = (0.5 * np.einsum("ij,ij->i", r_score, r_score, dtype=np.float64)).astype(dtype)
+    else:
+        offset = np.zeros(0, dtype=dtype)
+    out_idx = np.empty((n_query, k), dtype=np.int64)
+    out_dist = np.empty((n_query, k), dtype=dtype)
+    logger.debug(
+        "knn exact: %d queries x %d references, k=%d, tiles %d x %d, %d worker(s)",
+        n_query,
+        n_ref,
+        k,
+        qb,
+        rb,
+        n_workers,
+    )
+
+    def work(start: int) -> None:
+        stop = min(start + qb, n_query)
+        m = stop - start
+        q_block = q_score[start:stop]
+        heap_s = np.full((m, k), -np.inf, dtype=dtype)
+        heap_i = np.full((m, k), -1, dtype=np.int64)
+        buffer = np.empty(qb * rb, dtype=dtype)
+        for r0 in range(0, n_ref, rb):
+            r1 = min(r0 + rb, n_ref)
+            tile = buffer[: m * (r1 - r0)].reshape(m, r1 - r0)
+            np.dot(q_block, r_score[r0:r1].T, out=tile)
+            _scan_tile(tile, offset[r0:r1] if euclidean else offset, euclidean, r0, heap_s, heap_i)
+        _finalize_rows(
+            query[start:stop],
+            reference,
+            heap_i,
+            euclidean,
+            out_idx[start:stop],
+            out_dist[start:stop],
+        )
+
+    starts = range(0, n_query, qb)
+    tic = time.perf_counter()
+    # one BLAS thread per worker: each worker's tile stays in its own core's cache and BLAS threads do
+    # not compete with the workers for the cores
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_workers == 1 or len(starts) == 1:
+            for start in starts:
+                work(start)
+        else:
+            with ThreadPoolExecutor(max_workers=min(n_workers, len(starts))) as pool:
+                for _ in pool.map(work, starts):
+                    pass
+    logger.debug("knn exact: done in %.2f s", time.perf_counter() - tic)
+    if out_idx.size and out_idx[:, -1].min() < 0:
+        raise ValueError(
+            "knn could not score every reference row: the scores overflowed the floating-point range. "
+            "Rescale the data (for example divide by its maximum absolute value) or pass float64 arrays."
+        )
+    return out_idx, out_dist
+
+
+def _knn_pynndescent(
+    query: np.ndarray, reference: np.ndarray, k: int, metric: str, random_state: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate candidates from pynndescent; their distances are recomputed exactly."""
+    try:
+        from pynndescent import NNDescent
+    except ImportError as err:  # pragma: no cover - pynndescent is a dependency
+        raise ImportError(
+            "backend='pynndescent' needs the pynndescent package: pip install pynndescent"
+        ) from err
+
+    n_ref = reference.shape[0]
+    tic = time.perf_counter()
+    index = NNDescent(
+        reference,
+        metric=metric,
+        n_neighbors=max(2, min(n_ref - 1, max(k, 30))),
+        random_state=random_state,
+        n_jobs=_n_workers(),
+    )
+    cand, _ = index.query(query, k=k)
+    logger.debug("knn pynndescent: index + query in %.2f s", time.perf_counter() - tic)
+    cand = np.ascontiguousarray(cand, dtype=np.int64)
+    out_idx = np.empty_like(cand)
+    out_dist = np.empty(cand.shape, dtype=query.dtype)
+    _finalize_rows(query, reference, cand, metric == "euclidean", out_idx, out_dist)
+    # rows where the graph search returned fewer than k distinct neighbours: answer them exactly
+    bad = np.flatnonzero((cand < 0).any(axis=1) | (np.diff(np.sort(cand, axis=1), axis=1) == 0).any(axis=1))
+    if bad.size:
+        logger.info("knn pynndescent: %d query row(s) recomputed exactly (incomplete graph search)", bad.size)
+        idx, dist = _knn_exact(query[bad], reference, k, metric == "euclidean", None)
+        out_idx[bad] = idx
+        out_dist[bad] = dist
+    return out_idx, out_dist
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------------
+
+
+def knn(
+    query: Any,
+    reference: Any,
+    *,
+    k: int = 30,
+    metric: Literal["cosine", "euclidean"] = "cosine",
+    backend: Literal["exact", "pynndescent"] = "exact",
+    block_size: int | None = None,
+    random_state: int | None = 0,
+) -> Neighbors:
+    """The ``k`` nearest reference rows of every query row.
+
+    Parameters
+    ----------
+    query
+        ``(n_query, n_dims)`` dense array (float32/float64, C or Fortran order).
+    reference
+        ``(n_reference, n_dims)`` dense array with the same number of columns. scipy sparse matrices
+        are rejected: compute the neighbours on an embedding (for example a PCA) instead.
+    k
+        Number of neighbours, ``1 <= k <= n_reference``.
+    metric
+        ``"cosine"`` (distance ``1 - cosine similarity``; a row of zeros has similarity 0 to every row,
+        so distance 1) or ``"euclidean"`` (L2 distance).
+    backend
+        ``"exact"`` (default): brute force, tiled so that memory stays O(tile) rather than
+        O(n_query x n_reference); BLAS scores plus a numba top-``k`` selection, parallel over query
+        blocks on ``numba.get_num_threads()`` threads.
+        ``"pynndescent"``: approximate nearest-neighbour descent (:class:`pynndescent.NNDescent` built on
+        the reference, then queried); the option for very large references where the exact cost
+        ``n_query x n_reference x n_dims`` is too high. Its returned distances are recomputed exactly.
+    block_size
+        Tile size for the exact backend: query tiles of ``block_size`` rows against reference tiles of
+        ``4 * block_size`` rows. ``None`` (default) picks 256 x 1024 (float32) so that one score tile
+        per thread fits in a core's L2 cache.
+    random_state
+        Seed of the ``"pynndescent"`` index (the exact backend is deterministic).
+
+    Returns
+    -------
+    Neighbors
+        ``indices`` (int64) and ``distances``, both ``(n_query, k)``, sorted by increasing distance and
+        then by index. The computation runs in float32 when both inputs are float32 (or float16) and in
+        float64 otherwise (integer inputs included); ``distances`` has that dtype.
+
+    Raises
+    ------
+    ValueError
+        For sparse, non 2-d, empty, non-numeric or non-finite inputs, a column mismatch, ``k`` outside
+        ``[1, n_reference]``, or an unknown ``metric``/``backend``.
+
+    Notes
+    -----
+    The exact backend holds one score tile per thread (1 MiB by default) plus the ``block_size x k``
+    heaps, never the full distance matrix. Its worker threads each call single-threaded BLAS, so BLAS is
+    limited to one thread (with :mod:`threadpoolctl`) for the duration of the call. Neighbours are
+    selected on scores in the computation dtype and the distances of the selected rows are then
+    recomputed exactly; with float32 inputs, two reference rows whose distances differ by less than
+    float32 rounding may therefore swap at the ``k``-th position. Euclidean scores are computed on
+    data centred on the reference mean, so a large common offset costs no precision.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sctransfer as sct
+    >>> rng = np.random.default_rng(0)
+    >>> ref = rng.normal(size=(1000, 30)).astype(np.float32)
+    >>> nbrs = sct.kernels.knn(ref[:5], ref, k=10)
+    >>> nbrs.indices[:, 0]
+    array([0, 1, 2, 3, 4])
+    """
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {list(_METRICS)}, got {metric!r}.")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {list(_BACKENDS)}, got {backend!r}.")
+    if block_size is not None and (
+        isinstance(block_size, bool) or not isinstance(block_size, int | np.integer) or block_size < 1
+    ):
+        raise ValueError(f"block_size must be None or an integer >= 1, got {block_size!r}.")
+    q = _as_matrix(query, "query")
+    r = _as_matrix(reference, "reference")
+    if q.shape[1] != r.shape[1]:
+        raise ValueError(
+            f"query has {q.shape[1]} columns but reference has {r.shape[1]}; both must live in the same "
+            "space (for example the same PCA embedding)."
+        )
+    k = _check_k(k, r.shape[0])
+    dtype = _compute_dtype(q, r)
+    q = np.ascontiguousarray(q, dtype=dtype)
+    r = np.ascontiguousarray(r, dtype=dtype)
+    _check_finite(q, "query")
+    _check_finite(r, "reference")
+    euclidean = metric == "euclidean"
+    if not euclidean:
+        q, r = _normalize_rows(q, dtype), _normalize_rows(r, dtype)
+    if backend == "exact":
+        idx, dist = _knn_exact(q, r, k, euclidean, None if block_size is None else int(block_size))
+    else:
+        idx, dist = _knn_pynndescent(q, r, k, metric, random_state)
+    return Neighbors(indices=idx, distances=dist)
+
+
+def knn_vote(
+    indices: Any,
+    reference_codes: Any,
+    n_classes: int,
+    *,
+    weights: Any | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Majority vote of the neighbours' class codes.
+
+    Parameters
+    ----------
+    indices
+        ``(n_query, k)`` integer indices into the reference (for example :attr:`Neighbors.indices`).
+    reference_codes
+        ``(n_reference,)`` integer class code of every reference row, in ``0..n_classes-1``; a negative
+        code marks an unlabelled reference row, which does not vote.
+    n_classes
+        Number of classes.
+    weights
+        Optional ``(n_query, k)`` non-negative finite vote weights (for example ``1 / (distance + 1e-6)``);
+        ``None`` gives every neighbour one vote.
+
+    Returns
+    -------
+    predicted
+        ``(n_query,)`` int64 winning class code; ties go to the smallest code (as scikit-learn's
+        ``KNeighborsClassifier``). ``-1`` for a query without labelled (or positively weighted)
+        neighbours.
+    fraction
+        ``(n_query,)`` float64 share of the votes won by ``predicted`` (0 where ``predicted`` is -1).
+    votes
+        ``(n_query, n_classes)`` float64 vote shares; each row sums to 1 over the labelled neighbours
+        (all zeros where ``predicted`` is -1).
+
+    Raises
+    ------
+    ValueError
+        For shapes that do not match, indices outside the reference, codes ``>= n_classes`` or
+        negative/non-finite weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sctransfer as sct
+    >>> pred, frac, votes = sct.kernels.knn_vote(np.array([[0, 1, 2]]), np.array([1, 1, 0]), 2)
+    >>> pred, frac
+    (array([1]), array([0.66666667]))
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 1:
+        raise ValueError(f"n_classes must be an integer >= 1, got {n_classes!r}.")
+    n_classes = int(n_classes)
+    idx = np.asarray(indices)
+    codes = np.asarray(reference_codes)
+    if idx.ndim != 2 or idx.dtype.kind not in "iu":
+        raise ValueError(f"indices must be a 2-d integer array (n_query x k), got {idx.ndim}-d {idx.dtype}.")
+    if codes.ndim != 1 or codes.dtype.kind not in "iu":
+        raise ValueError(
+            f"reference_codes must be a 1-d integer array of class codes, got {codes.ndim}-d {codes.dtype}; "
+            "encode labels first (for example with pandas.factorize)."
+        )
+    n_query = idx.shape[0]
+    if idx.size and (idx.min() < 0 or idx.max() >= codes.shape[0]):
+        raise ValueError(
+            f"indices must lie in [0, {codes.shape[0]}) (the length of reference_codes); got values in "
+            f"[{idx.min()}, {idx.max()}]."
+        )
+    if codes.size and codes.max() >= n_classes:
+        raise ValueError(
+            f"reference_codes holds code {codes.max()} but n_classes={n_classes}; codes must be in "
+            "0..n_classes-1 (negative for unlabelled)."
+        )
+    neighbour_codes = codes[idx].astype(np.int64, copy=False)
+    labelled = neighbour_codes >= 0
+    if weights is None:
+        w = labelled.astype(np.float64)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != idx.shape:
+            raise ValueError(f"weights must have the shape of indices {idx.shape}, got {w.shape}.")
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError(
+                "weights must be finite and non-negative; for inverse-distance weights use "
+                "1 / (distances + eps) so that zero distances stay finite."
+            )
+        w = np.where(labelled, w, 0.0)
+    flat = (
+        np.arange(n_query, dtype=np.int64)[:, None] * n_classes + np.where(labelled, neighbour_codes, 0)
+    ).ravel()
+    votes = np.bincount(flat, weights=w.ravel(), minlength=n_query * n_classes).reshape(n_query, n_classes)
+    total = votes.sum(axis=1)
+    has_votes = total > 0
+    votes = np.divide(votes, total[:, None], out=np.zeros_like(votes), where=has_votes[:, None])
+    predicted = np.argmax(votes, axis=1).astype(np.int64)
+    fraction = votes[np.arange(n_query), predicted] if n_query else np.zeros(0)
+    predicted[~has_votes] = -1
+    fraction = np.where(has_votes, fraction, 0.0)
+    return predicted, fraction, votes
