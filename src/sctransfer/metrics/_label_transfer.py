@@ -95,7 +95,8 @@ def confusion_matrix(
     Returns
     -------
     A DataFrame of counts (or row fractions). Rows are the sorted true types; columns are the union of
-    true types and predicted labels, sorted, with the rejection labels (``"unknown"``, ``"Not Classified"``) last when present.
+    true types and predicted labels, sorted, with the rejection labels (``"unknown"``,
+    ``"Not Classified"``) last when present.
     """
     ev = evaluable_labels(y_true, y_pred, reference_labels=reference_labels)
     return _confusion(ev.y_true, ev.y_pred, normalize=normalize)
@@ -143,7 +144,8 @@ def accuracy(y_true: Labels, y_pred: Labels, *, reference_labels: Labels | None 
 def macro_f1(y_true: Labels, y_pred: Labels, *, reference_labels: Labels | None = None) -> float:
     """Unweighted mean F1 over the classes seen in the true or predicted labels.
 
-    The rejection labels (``"unknown"``, ``"Not Classified"``) are not classes: a rejected cell is a missed cell of its true type.
+    The rejection labels (``"unknown"``, ``"Not Classified"``) are not classes: a rejected cell is a
+    missed cell of its true type.
     This matches scikit-learn's ``f1_score(average="macro")`` when nothing is rejected.
     """
     ev = evaluable_labels(y_true, y_pred, reference_labels=reference_labels)

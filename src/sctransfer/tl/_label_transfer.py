@@ -163,7 +163,10 @@ def _run_scjoint(
         embedding_reference=z[:n_ref],
         embedding_query=z[n_ref:],
         info={"config": model.config.to_dict(), "n_pseudo_labels": int((model.pseudo_labels_ >= 0).sum())},
-        extra_obs={"probability": frame["probability"].to_numpy()},
+        extra_obs={
+            "probability": frame["probability"].to_numpy(),
+            "similarity": frame["similarity"].to_numpy(),
+        },
         default_unknown_threshold=None if inputs.faithful else DEFAULT_UNKNOWN_THRESHOLD,
     )
 
@@ -178,7 +181,7 @@ def label_transfer(
     adata_query: AnnData | None = None,
     *,
     labels_key: str,
-    method: Literal["scjoint", "knn"] = "knn",
+    method: Literal["scjoint", "knn"] = "scjoint",
     rna_mod: str = "rna",
     atac_mod: str = "atac",
     layer: str | None = None,
@@ -196,6 +199,12 @@ def label_transfer(
     The typical use is scRNA-seq (reference) to scATAC-seq gene activity (query), unpaired. Both are
     restricted to their shared features (``var_names``).
 
+    ``method="scjoint"`` (default) trains :class:`~sctransfer.models.SCJoint`: one linear encoder for both
+    modalities, trained on the RNA labels and a cross-modal cosine loss, then a kNN label transfer, a
+    second training stage with the transferred labels, and a final kNN vote in its embedding. The default
+    preset fixes the original's defects; ``faithful=True`` reproduces the original implementation (the
+    differences are listed in ``docs/differences/scjoint.md``).
+
     ``method="knn"`` log-normalises each dataset (counts scaled to 10,000 per cell, then ``log1p``),
     standardises every feature within each dataset on its own (which removes most of the modality
     shift in feature means and scales), computes one joint PCA of both, and lets each query cell take the
@@ -211,7 +220,7 @@ def label_transfer(
         ``.obs`` column of the reference with the labels. Reference cells with a missing label are embedded
         but never vote.
     method
-        Transfer method: ``"knn"`` (joint PCA + kNN vote).
+        Transfer method: ``"scjoint"`` or ``"knn"`` (joint PCA + kNN vote).
     rna_mod, atac_mod
         Modality names of the reference and the query in a MuData.
     {layer}
@@ -221,12 +230,23 @@ def label_transfer(
         Prefix of the result keys (see Returns).
     n_neighbors
         Number of reference neighbours that vote for each query cell.
+    unknown_threshold
+        Query cells whose confidence is below it are labelled ``"unknown"`` (for example cells of a type
+        the reference lacks). ``"auto"`` uses the method's default: 0.4 for scJoint's default preset (no type
+        gets 40 % of the neighbours' votes), none with ``faithful=True`` or ``method="knn"``. ``None``
+        never rejects. Cells of a type the reference lacks often still get a clear majority; the
+        ``_similarity`` column (scJoint) separates them better, see the benchmark.
+    faithful
+        ``method="scjoint"`` only: reproduce the original implementation instead of the fixed default.
     {random_state}
     {copy}
     **method_kwargs
-        Options of the method. ``knn``: ``n_comps`` (50), ``normalize`` (``True``: the values are counts
-        and are log-normalised; ``False``: they are already log-normalised), ``metric`` (``"cosine"``) and
-        ``backend`` (``"exact"``, or ``"pynndescent"`` for very large references).
+        Options of the method. ``scjoint``: ``max_epochs``, ``max_epochs_stage3``, ``batch_size``,
+        ``accelerator``, ``devices``, ``trainer_kwargs`` (passed to the Lightning trainer, for example
+        ``{{"enable_progress_bar": False}}``) and any field of :class:`~sctransfer.models.scjoint.SCJointConfig`.
+        ``knn``: ``n_comps`` (50), ``normalize`` (``True``: the values are counts and are log-normalised;
+        ``False``: they are already log-normalised), ``metric`` (``"cosine"``) and ``backend``
+        (``"exact"``, or ``"pynndescent"`` for very large references).
 
     Returns
     -------
@@ -235,10 +255,17 @@ def label_transfer(
     ``query.obs[key_added]``
         Transferred label (categorical; categories are the reference classes, sorted).
     ``query.obs[f"{{key_added}}_confidence"]``
-        Fraction of the neighbours that voted for the transferred label.
+        Fraction of the neighbours that voted for the transferred label (with ``faithful=True``, the
+        original scJoint's score instead, see the differences page).
+    ``query.obs[f"{{key_added}}_probability"]``
+        ``scjoint`` only: the vote fraction calibrated on the reference (isotonic regression of
+        leave-one-out kNN votes against correctness), an estimate of the chance that the label is right.
+    ``query.obs[f"{{key_added}}_similarity"]``
+        ``scjoint`` only: mean cosine similarity to the voting reference neighbours in the embedding; low
+        for cells far from every reference cell.
     ``query.obsm[f"{{key_added}}_proba"]``
         Vote fraction of every class (a DataFrame with one column per class).
-    ``.obsm["X_sct_joint"]``
+    ``.obsm["X_scjoint"]`` (``scjoint``) or ``.obsm["X_sct_joint"]`` (``knn``)
         The joint embedding, in the query and (unless ``copy=True`` with two AnnData objects) the reference.
     ``query.uns[key_added]``
         ``params`` (the options used) and run information (classes, number of shared features, time).
@@ -249,7 +276,7 @@ def label_transfer(
     --------
     >>> import sctransfer as sct
     >>> rna, atac = sct.datasets.simulate_multiome(n_cells=300, n_genes=200, n_types=3)
-    >>> sct.tl.label_transfer(rna, atac, labels_key="cell_type")
+    >>> sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="knn")
     >>> atac.obs["sct_label"].cat.categories.tolist()
     ['type_0', 'type_1', 'type_2']
     """

@@ -1,0 +1,627 @@
+"""``sct.models.SCJoint``: scJoint label transfer from scRNA-seq to scATAC-seq, as a scvi-tools model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
+from scvi.model.base import BaseModelClass
+from scvi.train import TrainRunner
+from sklearn.isotonic import IsotonicRegression
+
+from ..._utils._logging import logger
+from ..._utils._validation import check_int
+from ...kernels._knn import knn, knn_vote
+from ._data import TwoDomainDataModule
+from ._module import SCJointModule
+from ._plan import SCJointTrainingPlan
+
+DOMAIN_KEY = "domain"
+UNLABELLED = "__unlabelled__"
+#: vote fraction under which the default preset calls a query cell "unknown": its neighbours give no type
+#: at least 40 % of the votes (see benchmarks/label_transfer_mop.py for what it catches on MOp)
+DEFAULT_UNKNOWN_THRESHOLD = 0.4
+
+
+def stride_subsample(n: int, limit: int) -> np.ndarray:
+    """Positions the reference implementation keeps from ``n`` reference cells when ``n > limit``.
+
+    It walks ``i <- int(i + n / limit)``; the truncation makes the effective stride ``floor(n / limit)``
+    whenever ``n / limit`` is not an integer, so between ``limit`` and about ``2 * limit`` cells are kept
+    (30,000 cells with a limit of 20,000 keep all 30,000; 50,000 keep 25,000).
+    """
+    keep, i, step = [], 0, n / limit
+    while i < n:
+        keep.append(i)
+        i = int(i + step)
+    return np.asarray(keep, dtype=np.int64)
+
+
+@contextmanager
+def cpu_training_settings(num_threads: int | None) -> Iterator[None]:
+    """Flush denormal floats to zero and cap torch's CPU threads while training.
+
+    Sparse, binarised inputs with an L1 penalty drive many weights and momentum terms into the denormal
+    range, where x86 arithmetic is up to ~50x slower (measured on MOp: 468 s instead of 9 s for the same
+    run); flushing them changes no result at float32 precision. scJoint's matrices are small (minibatches
+    of 256 cells x a few thousand genes), so extra threads mostly spin: one thread was ~25x faster than
+    two on a 2-core machine that was also running other work.
+    """
+    previous = torch.get_num_threads()
+    torch.set_flush_denormal(True)
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(previous)
+
+
+@dataclass(frozen=True)
+class SCJointConfig:
+    """Every setting of an scJoint run; :data:`FAITHFUL` and :data:`DEFAULT` are the two presets."""
+
+    input_transform: str = "binary"
+    n_latent: int = 64
+    batch_size: int = 256
+    epochs_stage1: int = 20
+    epochs_stage3: int = 20
+    lr_stage1: float = 0.01
+    lr_stage3: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_decay_epoch: int = 20
+    top_fraction: float = 0.8
+    l1_weight: float = 0.1
+    center_weight: float = 1.0
+    centers: str = "fixed"  # "fixed" random anchors (reference), or "learned" (start at the class means)
+    warm_start: bool = False  # stage 3 starts from the stage-1 weights instead of a fresh model
+    steps_rule: str = "query"  # steps per epoch: n_query // batch ("query") or max(n_ref, n_query) / batch
+    n_neighbors: int = 30
+    max_reference: int | None = 20_000  # reference subsampling by the reference's integer stride
+    pseudo_threshold: float | None = None  # pseudo-labels below this vote fraction are not used in stage 3
+    # "reference" (the original's hub-weighted score), "vote" (vote fraction) or "vote_similarity" (vote
+    # fraction x mean cosine similarity to the voting neighbours: low for cells far from every reference cell)
+    confidence: str = "reference"
+    init: str = "random"  # "random" (PyTorch's default) or "pca": encoder starts as the joint PCA projection
+    faithful: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dictionary."""
+        return asdict(self)
+
+
+#: the reference implementation's behaviour
+FAITHFUL = SCJointConfig()
+#: sctransfer's default: the reference's defects fixed (see the differences page)
+DEFAULT = SCJointConfig(
+    input_transform="scaled",
+    init="pca",
+    lr_stage1=0.001,
+    lr_stage3=0.001,
+    centers="learned",
+    warm_start=True,
+    steps_rule="max",
+    max_reference=None,
+    pseudo_threshold=0.5,
+    confidence="vote",
+    faithful=False,
+)
+
+
+def build_joint_anndata(
+    X_reference,
+    X_query,
+    *,
+    reference_labels: pd.Series | np.ndarray,
+    features: list[str],
+    reference_names: pd.Index | list[str],
+    query_names: pd.Index | list[str],
+) -> AnnData:
+    """Stack reference and query cells (same features, same order) into one AnnData set up for SCJoint.
+
+    Reference cells with a missing label become unlabelled. ``.obs["domain"]`` is ``"rna"`` for the
+    reference and ``"atac"`` for the query; ``.obs["label"]`` holds the labels.
+    """
+    labels = pd.Series(np.asarray(reference_labels, dtype=object))
+    labels = labels.where(labels.notna(), UNLABELLED).astype(str).to_numpy()
+    n_ref, n_query = X_reference.shape[0], X_query.shape[0]
+    X = sp.vstack(
+        [sp.csr_matrix(X_reference, dtype=np.float32), sp.csr_matrix(X_query, dtype=np.float32)]
+    ).tocsr()
+    obs = pd.DataFrame(
+        {
+            "domain": pd.Categorical(["rna"] * n_ref + ["atac"] * n_query, categories=["rna", "atac"]),
+            "label": np.concatenate([labels, np.full(n_query, UNLABELLED, dtype=object)]),
+        },
+        index=[f"rna:{n}" for n in reference_names] + [f"atac:{n}" for n in query_names],
+    )
+    joint = AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index([str(f) for f in features])))
+    SCJoint.setup_anndata(joint, labels_key="label", domain_key="domain")
+    return joint
+
+
+class SCJoint(BaseModelClass):
+    """scJoint: co-training of labelled scRNA-seq and unlabelled scATAC-seq in one embedding.
+
+    A linear encoder shared by both modalities maps the shared genes to a 64-d space. Stage 1 trains it
+    with the NNDR loss on each modality, a cosine loss that pulls the best-matching ATAC cells onto RNA
+    cells, and a cross-entropy on the RNA labels. Stage 2 transfers labels to the ATAC cells by a kNN vote
+    in the L2-normalised embedding. Stage 3 trains again with the transferred labels (cross-entropy and a
+    center loss), and a last kNN vote gives the final labels.
+
+    Set the data up with :meth:`setup_anndata` on one AnnData holding both modalities' cells on their
+    shared features (:meth:`prepare_anndata` builds it from two AnnData objects).
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    reference_domain
+        Value of the domain column that marks the reference (labelled) cells. ``None`` picks the one domain
+        whose cells carry labels.
+    faithful
+        ``True`` reproduces the reference implementation (:data:`FAITHFUL`); ``False`` (default) uses the
+        fixed preset (:data:`DEFAULT`).
+    **config
+        Overrides of single settings of the preset (fields of :class:`SCJointConfig`).
+    """
+
+    _module_cls = SCJointModule
+
+    def __init__(
+        self, adata: AnnData, *, reference_domain: str | None = None, faithful: bool = False, **config: Any
+    ) -> None:
+        super().__init__(adata)
+        base = FAITHFUL if faithful else DEFAULT
+        unknown = set(config) - {f.name for f in fields(SCJointConfig)}
+        if unknown:
+            raise ValueError(
+                f"unknown SCJoint settings {sorted(unknown)}; valid: {[f.name for f in fields(SCJointConfig)]}"
+            )
+        self.config_ = replace(base, **config).to_dict()
+        domains = list(self.adata_manager.get_state_registry(DOMAIN_KEY).categorical_mapping)
+        labels_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
+        # classes in sorted order (the registry keeps the order of first appearance)
+        unlabelled = labels_state.unlabeled_category
+        self.classes_ = sorted(str(c) for c in labels_state.categorical_mapping if c != unlabelled)
+        codes = self._codes()
+        domain_codes = self._domain_codes()
+        if len(domains) != 2:
+            raise ValueError(f"SCJoint needs exactly two domains (reference and query), got {domains}.")
+        if reference_domain is None:
+            labelled = [d for i, d in enumerate(domains) if (codes[domain_codes == i] >= 0).any()]
+            if len(labelled) != 1:
+                raise ValueError(
+                    f"cannot tell the reference domain: labelled cells are in {labelled}; pass reference_domain=."
+                )
+            reference_domain = labelled[0]
+        if reference_domain not in domains:
+            raise ValueError(f"reference_domain {reference_domain!r} is not a domain ({domains}).")
+        self.domains_ = [str(d) for d in domains]
+        self.reference_domain_ = str(reference_domain)
+        cfg = self.config
+        self.module = SCJointModule(
+            n_input=self.summary_stats.n_vars,
+            n_labels=len(self.classes_),
+            n_latent=cfg.n_latent,
+            n_domains=2,
+            input_transform=cfg.input_transform,
+        )
+        if cfg.input_transform == "scaled":
+            self._set_feature_statistics()
+        self.pseudo_labels_ = None
+        self._model_summary_string = (
+            f"SCJoint ({'faithful' if cfg.faithful else 'default'} preset): {self.summary_stats.n_vars} features, "
+            f"{len(self.classes_)} classes, reference domain {self.reference_domain_!r}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # ---- set-up -------------------------------------------------------------------------------
+    @classmethod
+    def setup_anndata(
+        cls, adata: AnnData, *, labels_key: str, domain_key: str, layer: str | None = None, **kwargs: Any
+    ) -> None:
+        """Register an AnnData holding the cells of both modalities on their shared features.
+
+        Parameters
+        ----------
+        adata
+            Cells of both modalities (rows), shared features (columns); counts or non-negative values.
+        labels_key
+            ``.obs`` column with the reference labels; query cells and unlabelled reference cells hold
+            ``"__unlabelled__"``.
+        domain_key
+            ``.obs`` column naming each cell's modality (two values).
+        layer
+            Layer with the values; ``None`` uses ``.X``.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
+            CategoricalObsField(DOMAIN_KEY, domain_key),
+            LabelsWithUnlabeledObsField(REGISTRY_KEYS.LABELS_KEY, labels_key, UNLABELLED),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @staticmethod
+    def prepare_anndata(
+        adata_rna: AnnData,
+        adata_atac: AnnData,
+        *,
+        labels_key: str,
+        layer: str | None = None,
+        atac_layer: str | None = None,
+        features: list[str] | None = None,
+    ) -> AnnData:
+        """Build the joint AnnData (RNA cells, then ATAC cells, on the shared features) and set it up.
+
+        The inputs are not changed. Reference cells with a missing label become unlabelled (they are
+        embedded but never vote or enter the cross-entropy).
+
+        Returns
+        -------
+        A new AnnData with ``.obs["domain"]`` (``"rna"``/``"atac"``) and ``.obs["label"]``, registered with
+        :meth:`setup_anndata`.
+        """
+        if features is None:
+            features = [f for f in adata_rna.var_names if f in set(adata_atac.var_names)]
+        X_rna = adata_rna.X if layer is None else adata_rna.layers[layer]
+        X_atac = adata_atac.X if atac_layer is None else adata_atac.layers[atac_layer]
+        return build_joint_anndata(
+            X_rna[:, adata_rna.var_names.get_indexer(features)],
+            X_atac[:, adata_atac.var_names.get_indexer(features)],
+            reference_labels=adata_rna.obs[labels_key],
+            features=features,
+            reference_names=adata_rna.obs_names,
+            query_names=adata_atac.obs_names,
+        )
+
+    # ---- helpers ------------------------------------------------------------------------------
+    @property
+    def config(self) -> SCJointConfig:
+        """The settings of this model."""
+        return SCJointConfig(**self.config_)
+
+    def _codes(self) -> np.ndarray:
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
+        mapping = list(state.categorical_mapping)
+        raw = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY)).ravel()
+        names = np.asarray(mapping, dtype=object)[raw]
+        classes = sorted(str(c) for c in mapping if c != state.unlabeled_category)
+        lookup = {c: i for i, c in enumerate(classes)}
+        return np.array([lookup.get(str(n), -1) for n in names], dtype=np.int64)
+
+    def _domain_codes(self) -> np.ndarray:
+        return np.asarray(self.adata_manager.get_from_registry(DOMAIN_KEY)).ravel().astype(np.int64)
+
+    def _X(self):
+        X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        return X.tocsr() if sp.issparse(X) else np.asarray(X)
+
+    def _split(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        domain_codes = self._domain_codes()
+        ref_domain = self.domains_.index(self.reference_domain_)
+        query_domain = 1 - ref_domain
+        return (
+            np.flatnonzero(domain_codes == ref_domain),
+            np.flatnonzero(domain_codes == query_domain),
+            ref_domain,
+            query_domain,
+        )
+
+    def _set_feature_statistics(self) -> None:
+        """Per-domain mean and 1/std of the log-normalised features (for ``input_transform="scaled"``)."""
+        from ...kernels._pca import log_normalize
+
+        X = self._X()
+        domain_codes = self._domain_codes()
+        for d in range(2):
+            block = log_normalize(X[domain_codes == d])
+            if sp.issparse(block):
+                mean = np.asarray(block.mean(axis=0)).ravel()
+                sq = np.asarray(block.multiply(block).mean(axis=0)).ravel()
+            else:
+                mean, sq = block.mean(axis=0), (block * block).mean(axis=0)
+            std = np.sqrt(np.maximum(sq - mean**2, 0.0))
+            inv = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-8)
+            self.module.feature_mean[d] = torch.as_tensor(mean, dtype=torch.float32)
+            self.module.feature_inv_std[d] = torch.as_tensor(inv, dtype=torch.float32)
+
+    # ---- training -----------------------------------------------------------------------------
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        max_epochs_stage3: int | None = None,
+        batch_size: int | None = None,
+        random_state: int = 0,
+        num_threads: int | None = 1,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        **trainer_kwargs: Any,
+    ) -> None:
+        """Run the three stages: train, transfer labels by kNN, train again with them.
+
+        Parameters
+        ----------
+        max_epochs
+            Stage-1 epochs (the preset's ``epochs_stage1`` when ``None``).
+        max_epochs_stage3
+            Stage-3 epochs (``epochs_stage3`` when ``None``); 0 skips stage 3.
+        batch_size
+            Cells drawn from each modality per step (``batch_size`` of the preset when ``None``).
+        random_state
+            Seed for the weights and every minibatch draw.
+        num_threads
+            torch CPU threads while training (restored afterwards); ``None`` keeps the current setting.
+            One is fastest for scJoint's small matrices.
+        accelerator, devices
+            Lightning device selection (``"auto"`` uses a GPU when there is one).
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer` (for example ``enable_progress_bar=False``, or
+            ``strategy="ddp"`` with several devices).
+        """
+        cfg = self.config
+        epochs1 = cfg.epochs_stage1 if max_epochs is None else check_int(max_epochs, "max_epochs", 0)
+        epochs3 = (
+            cfg.epochs_stage3
+            if max_epochs_stage3 is None
+            else check_int(max_epochs_stage3, "max_epochs_stage3", 0)
+        )
+        batch = cfg.batch_size if batch_size is None else check_int(batch_size, "batch_size")
+        torch.manual_seed(random_state)
+        self._reset_parameters(random_state)
+        if cfg.init == "pca":
+            self._init_from_pca(random_state)
+        ref_idx, query_idx, ref_domain, query_domain = self._split()
+        X = self._X()
+        codes = self._codes()
+        n_ref, n_query = ref_idx.size, query_idx.size
+        if cfg.steps_rule == "query":
+            steps = n_query // batch
+        else:
+            steps = int(np.ceil(max(n_ref, n_query) / batch))
+        if steps == 0:
+            logger.info(
+                "fewer query cells (%d) than a minibatch (%d): training 1 step per epoch", n_query, batch
+            )
+        X_ref, X_query = X[ref_idx], X[query_idx]
+        trainer_kwargs.setdefault("log_every_n_steps", 1)
+
+        def run_stage(stage: int, epochs: int, y_query: np.ndarray | None) -> dict:
+            dm = TwoDomainDataModule(
+                X_ref, X_query, codes[ref_idx], y_query, domain_ref=ref_domain, domain_query=query_domain,
+                batch_size=batch, steps_per_epoch=steps, seed=random_state, stage=stage,
+            )  # fmt: skip
+            plan = SCJointTrainingPlan(
+                self.module, stage=stage, lr=cfg.lr_stage1 if stage == 1 else cfg.lr_stage3,
+                momentum=cfg.momentum, weight_decay=cfg.weight_decay, lr_decay_epoch=cfg.lr_decay_epoch,
+                top_fraction=cfg.top_fraction, l1_weight=cfg.l1_weight, center_weight=cfg.center_weight,
+                faithful=cfg.faithful, train_centers=stage == 3 and cfg.centers == "learned",
+            )  # fmt: skip
+            runner = TrainRunner(
+                self, training_plan=plan, data_splitter=dm, max_epochs=epochs, accelerator=accelerator,
+                devices=devices, **trainer_kwargs,
+            )  # fmt: skip
+            self.module.train()
+            runner()
+            return dict(self.history_ or {})
+
+        with cpu_training_settings(num_threads):
+            self._run_stages(run_stage, epochs1, epochs3, ref_idx, query_idx, codes, random_state)
+
+    def _run_stages(self, run_stage, epochs1, epochs3, ref_idx, query_idx, codes, random_state) -> None:
+        cfg = self.config
+        history = {}
+        if epochs1 > 0:
+            history["stage1"] = run_stage(1, epochs1, None)
+        # stage 2: kNN transfer of the reference labels to the query
+        votes = self._vote(self.get_latent_representation())
+        pseudo = votes["codes"].copy()
+        if cfg.pseudo_threshold is not None:
+            pseudo[votes["vote_fraction"] < cfg.pseudo_threshold] = -1
+        self.pseudo_labels_ = pseudo
+        logger.info("stage 2: %d of %d query cells get a pseudo-label", int((pseudo >= 0).sum()), pseudo.size)
+        if epochs3 > 0:
+            if cfg.warm_start:
+                if cfg.centers == "learned":
+                    self._centers_from_class_means(ref_idx, query_idx, codes, pseudo)
+            else:
+                self._reset_parameters(random_state + 1, keep_centers=True)
+            history["stage3"] = run_stage(3, epochs3, pseudo)
+        self.history_ = history
+        self.is_trained_ = True
+        self.module.eval()
+
+    def _reset_parameters(self, seed: int, keep_centers: bool = False) -> None:
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        self.module.encoder.reset_parameters()
+        self.module.classifier.reset_parameters()
+        if not keep_centers:
+            with torch.no_grad():
+                self.module.centers.copy_(torch.randn_like(self.module.centers))
+        torch.random.set_rng_state(generator_state)
+
+    def _init_from_pca(self, random_state: int) -> None:
+        """Start the encoder at the joint PCA of the standardised inputs (``input_transform="scaled"`` only)."""
+        from ...kernels._pca import joint_pca, log_normalize
+
+        if self.config.input_transform != "scaled":
+            raise ValueError('init="pca" needs input_transform="scaled".')
+        X, domains = self._X(), self._domain_codes()
+        blocks = [log_normalize(X[domains == d]) for d in range(2)]
+        n_comps = min(self.module.n_latent, X.shape[1] - 1)
+        pca = joint_pca(blocks, n_comps=n_comps, random_state=random_state)
+        scale = np.sqrt(X.shape[0] - 1) / np.maximum(pca.singular_values, 1e-12)
+        with torch.no_grad():
+            self.module.encoder.weight.zero_()
+            self.module.encoder.bias.zero_()
+            k = pca.components.shape[0]
+            self.module.encoder.weight[:k] = torch.as_tensor(
+                pca.components * scale[:, None], dtype=torch.float32
+            )
+
+    def _centers_from_class_means(self, ref_idx, query_idx, codes, pseudo) -> None:
+        z = self.get_latent_representation(normalize=False)
+        cells = np.concatenate([ref_idx, query_idx])
+        labels = np.concatenate([codes[ref_idx], pseudo])
+        with torch.no_grad():
+            for k in range(len(self.classes_)):
+                members = cells[labels == k]
+                if members.size:
+                    self.module.centers[k] = torch.as_tensor(z[members].mean(axis=0), dtype=torch.float32)
+
+    # ---- inference ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def get_latent_representation(
+        self, adata: AnnData | None = None, *, normalize: bool = True, batch_size: int = 4096
+    ) -> np.ndarray:
+        """Embedding of every cell (L2-normalised by default, as the kNN transfer uses it).
+
+        Parameters
+        ----------
+        adata
+            AnnData set up like the training data; ``None`` uses the model's AnnData.
+        normalize
+            Divide every embedding by its L2 norm.
+        batch_size
+            Cells embedded at a time.
+
+        Returns
+        -------
+        Array of shape ``(n_cells, n_latent)``.
+        """
+        if adata is not None:
+            adata = self._validate_anndata(adata)
+            manager = self.get_anndata_manager(adata, required=True)
+            X = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+            domains = np.asarray(manager.get_from_registry(DOMAIN_KEY)).ravel()
+        else:
+            X, domains = self._X(), self._domain_codes()
+        self.module.eval()
+        device = next(self.module.parameters()).device
+        out = np.zeros((X.shape[0], self.module.n_latent), dtype=np.float32)
+        for d in np.unique(domains):
+            rows = np.flatnonzero(domains == d)
+            for start in range(0, rows.size, batch_size):
+                idx = rows[start : start + batch_size]
+                block = X[idx]
+                block = block.toarray() if sp.issparse(block) else np.asarray(block)
+                x = torch.as_tensor(block, dtype=torch.float32, device=device)
+                out[idx] = self.module.embed(x, int(d)).cpu().numpy()
+        if normalize:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def _reference_rows(self, ref_labelled: np.ndarray) -> np.ndarray:
+        """The reference cells the kNN uses: all, or the original's stride subsample above ``max_reference``."""
+        limit = self.config.max_reference
+        if limit is None or ref_labelled.size <= limit:
+            return ref_labelled
+        return ref_labelled[stride_subsample(ref_labelled.size, limit)]
+
+    def _vote(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        cfg = self.config
+        ref_idx, query_idx, _, _ = self._split()
+        codes = self._codes()
+        ref_rows = self._reference_rows(ref_idx[codes[ref_idx] >= 0])
+        k = min(cfg.n_neighbors, ref_rows.size)
+        nbrs = knn(z[query_idx], z[ref_rows], k=k, metric="cosine")
+        pred, frac, proba = knn_vote(nbrs.indices, codes[ref_rows], len(self.classes_))
+        return {
+            "codes": pred,
+            "vote_fraction": frac,
+            "proba": proba,
+            "indices": nbrs.indices,
+            "similarity": 1.0 - nbrs.distances.mean(axis=1),
+            "n_reference": np.asarray(ref_rows.size),
+        }
+
+    @staticmethod
+    def _reference_confidence(pred: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """The original's score: sum over neighbours of ±1/hub count, +1 only when the class index is 0."""
+        hubs = np.bincount(indices.ravel(), minlength=indices.max() + 1).astype(np.float64)
+        sign = np.where(pred == 0, 1.0, -1.0)
+        return sign * (1.0 / hubs[indices]).sum(axis=1)
+
+    def _calibrate(self, z: np.ndarray) -> IsotonicRegression:
+        """Map a vote fraction to the chance that the label is right, from a leave-one-out kNN on the reference."""
+        ref_idx, _, _, _ = self._split()
+        codes = self._codes()
+        rows = ref_idx[codes[ref_idx] >= 0]
+        k = min(self.config.n_neighbors + 1, rows.size)
+        nbrs = knn(z[rows], z[rows], k=k, metric="cosine")
+        own = nbrs.indices == np.arange(rows.size)[:, None]
+        # drop each cell itself (or the last neighbour when a duplicate pushed it out)
+        drop = np.where(own.any(axis=1), own.argmax(axis=1), k - 1)
+        keep = np.ones_like(own)
+        keep[np.arange(rows.size), drop] = False
+        loo = nbrs.indices[keep].reshape(rows.size, k - 1)
+        pred, frac, _ = knn_vote(loo, codes[rows], len(self.classes_))
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(frac, (pred == codes[rows]).astype(np.float64))
+        return iso
+
+    def predict(self, *, unknown_threshold: float | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+        """Final kNN transfer to the query cells.
+
+        Parameters
+        ----------
+        unknown_threshold
+            Query cells whose confidence is below it get the label ``"unknown"`` (code -1).
+
+        Returns
+        -------
+        A DataFrame indexed by the query cells with ``label``, ``code``, ``confidence`` (per the preset's
+        ``confidence`` setting: the vote fraction by default, the original's score with the faithful
+        preset), ``probability`` (vote fraction calibrated on the
+        reference) and ``similarity`` (mean cosine similarity to the neighbours), and the per-class vote
+        fractions (n_query x n_classes).
+        """
+        if not self.is_trained_:
+            raise ValueError("the model is not trained yet; call .train() first.")
+        z = self.get_latent_representation()
+        votes = self._vote(z)
+        _, query_idx, _, _ = self._split()
+        codes = votes["codes"].copy()
+        if self.config.confidence == "reference":
+            confidence = self._reference_confidence(codes, votes["indices"])
+        elif self.config.confidence == "vote_similarity":
+            confidence = votes["vote_fraction"] * np.clip(votes["similarity"], 0.0, 1.0)
+        else:
+            confidence = votes["vote_fraction"]
+        probability = self._calibrate(z).predict(votes["vote_fraction"])
+        if unknown_threshold is not None:
+            codes[confidence < unknown_threshold] = -1
+        names = np.asarray([*self.classes_, "unknown"], dtype=object)[
+            np.where(codes < 0, len(self.classes_), codes)
+        ]
+        frame = pd.DataFrame(
+            {
+                "label": names,
+                "code": codes,
+                "confidence": confidence,
+                "probability": probability,
+                "similarity": votes["similarity"],
+            },
+            index=self.adata.obs_names[query_idx],
+        )
+        return frame, votes["proba"]
+
+    def __repr__(self) -> str:
+        return self._model_summary_string
