@@ -1,3 +1,6 @@
 """Public model classes (scvi-tools models and sklearn-like classifiers)."""
 
-__all__: list[str] = []
+from .castle import CaSTLe
+from .scjoint import SCJoint
+
+__all__: list[str] = ["CaSTLe", "SCJoint"]

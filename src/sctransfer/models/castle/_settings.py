@@ -1,0 +1,303 @@
+"""CaSTLe options: the two presets (reference and default), their validation and shared docstring pieces.
+
+A preset is only a set of values on the one code path (ARCHITECTURE: "faithful mode is a preset").
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..._utils._validation import check_choice, check_int
+
+#: Source labels that mean "no cell type" in the reference scripts (a regular expression, searched).
+UNKNOWN_PATTERN = "not applicable|unclassified|contaminated|unknown"
+#: Bin edges of the reference, on the ``log2(x + 1)`` scale: 4 right-closed bins.
+BREAKS_LOG2 = (-1.0, 0.0, 1.0, 6.0, math.inf)
+#: XGBoost parameters of the reference scripts (R xgboost 0.6.4.1; ``base_score`` spells out that version's
+#: default, which modern xgboost changed). ``tree_method`` is a preset value (``PRESET_VALUES``).
+XGB_PARAMS: dict[str, Any] = {
+    "eta": 0.7,
+    "max_depth": 5,
+    "gamma": 0.001,
+    "min_child_weight": 10,
+    "subsample": 1.0,
+    "colsample_bytree": 1.0,
+    "lambda": 1.0,
+    "alpha": 0.0,
+    "base_score": 0.5,
+}
+N_ROUNDS = 20
+MODES = ("one_vs_rest", "multiclass")
+GENE_CASES = ("exact", "ignore")
+
+
+@dataclass(frozen=True)
+class CaSTLeSettings:
+    """Every option of a CaSTLe fit, resolved (no ``None`` left that means "from the preset")."""
+
+    mode: str
+    reference: bool
+    n_features: int
+    min_cells: int
+    breaks: tuple[float, ...]
+    log_base: float | str
+    correlation_filter: str
+    correlation_threshold: float
+    unknown_pattern: str | None
+    unknown_case_sensitive: bool
+    drop_unknown_multiclass: bool
+    encoding: str
+    two_class_objective: str
+    train_fraction: float
+    class_weight: str
+    match_detection: bool
+    threshold: float | None
+    n_rounds: int
+    xgb_params: dict[str, Any] = field(default_factory=dict)
+    gene_case: str = "exact"
+    random_state: int | None = 0
+    n_jobs: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dictionary (lists, not tuples; ``inf`` stays a float)."""
+        out = asdict(self)
+        out["breaks"] = list(self.breaks)
+        return out
+
+
+#: Options whose value depends on the preset, and that value (``reference=False``, ``reference=True``).
+PRESET_VALUES: dict[str, tuple[Any, Any]] = {
+    "log_base": ("auto", 2.0),
+    "correlation_filter": ("pearson", "reference"),
+    "unknown_case_sensitive": (False, True),
+    "drop_unknown_multiclass": (True, False),
+    "encoding": ("onehot", "treatment"),
+    "two_class_objective": ("binary:logistic", "reg:squarederror"),
+    "train_fraction": (1.0, 0.8),
+    "class_weight": ("balanced", "none"),
+    "match_detection": (True, False),
+    "tree_method": ("hist", "exact"),
+}
+
+
+def _check_float(value: Any, name: str, *, low: float, high: float, low_open: bool = False) -> float:
+    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool) and np.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}.")
+    return float(value)
+
+
+def _check_breaks(breaks: Any) -> tuple[float, ...]:
+    try:
+        edges = tuple(float(b) for b in breaks)
+    except (TypeError, ValueError):
+        raise ValueError(f"breaks must be a sequence of numbers, got {breaks!r}.") from None
+    ok = (
+        len(edges) >= 3
+        and all(b < a for b, a in itertools.pairwise(edges))
+        and edges[0] < 0 <= edges[1]
+        and math.isinf(edges[-1])
+        and not any(math.isnan(b) for b in edges)
+    )
+    if not ok:
+        raise ValueError(
+            "breaks must be at least 3 strictly increasing edges on the log2(x + 1) scale, the first below "
+            f"0, the second >= 0 (so that zero is bin 0) and the last inf, like {list(BREAKS_LOG2)}; got "
+            f"{breaks!r}."
+        )
+    return edges
+
+
+def _check_log_base(value: Any) -> float | str:
+    if value == "auto":
+        return "auto"
+    if value == "e":
+        return math.e
+    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or value <= 1:
+        raise ValueError(f"log_base must be 'auto', 'e' or a number > 1 (such as 2 or 10), got {value!r}.")
+    return float(value)
+
+
+def resolve_settings(*, reference: bool, **options: Any) -> CaSTLeSettings:
+    """Fill the ``None`` options from the preset and validate everything.
+
+    Parameters
+    ----------
+    reference
+        Which preset fills the options left at ``None``.
+    **options
+        The constructor options of :class:`~sctransfer.models.CaSTLe`.
+
+    Returns
+    -------
+    The resolved settings.
+    """
+    if not isinstance(reference, bool | np.bool_):
+        raise ValueError(f"reference must be True or False, got {reference!r}.")
+    reference = bool(reference)
+    values = dict(options)
+    for name, (default, ref) in PRESET_VALUES.items():
+        if values.get(name) is None:
+            values[name] = ref if reference else default
+    mode = check_choice(values["mode"], "mode", MODES)
+    if values.get("breaks") is None:
+        values["breaks"] = BREAKS_LOG2
+    pattern = values.get("unknown_pattern", UNKNOWN_PATTERN)
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except (TypeError, re.error):
+            raise ValueError(
+                f"unknown_pattern must be a regular expression or None, got {pattern!r}."
+            ) from None
+    threshold = values.get("threshold")
+    if threshold is None and mode == "one_vs_rest":
+        threshold = 0.5
+    elif threshold is not None:
+        threshold = _check_float(threshold, "threshold", low=0.0, high=1.0)
+    xgb_params = {**XGB_PARAMS, "tree_method": values.pop("tree_method")}
+    extra = values.get("xgb_params") or {}
+    if not isinstance(extra, dict):
+        raise ValueError(f"xgb_params must be a dict of XGBoost parameters, got {extra!r}.")
+    reserved = {"objective", "num_class", "nthread", "n_jobs", "seed", "random_state"} & set(extra)
+    if reserved:
+        raise ValueError(
+            f"xgb_params must not set {sorted(reserved)}: the objective and number of classes follow from "
+            "`mode` and the labels, the seed from `random_state` and the threads from `n_jobs`."
+        )
+    xgb_params.update(extra)
+    random_state = values.get("random_state", 0)
+    if random_state is not None:
+        random_state = check_int(random_state, "random_state", minimum=0)
+    settings = CaSTLeSettings(
+        mode=mode,
+        reference=reference,
+        n_features=check_int(values.get("n_features", 100), "n_features"),
+        min_cells=check_int(values.get("min_cells", 10), "min_cells", minimum=0),
+        breaks=_check_breaks(values["breaks"]),
+        log_base=_check_log_base(values["log_base"]),
+        correlation_filter=check_choice(
+            values["correlation_filter"], "correlation_filter", ("pearson", "reference")
+        ),
+        correlation_threshold=_check_float(
+            values.get("correlation_threshold", 0.9),
+            "correlation_threshold",
+            low=0.0,
+            high=1.0,
+            low_open=True,
+        ),
+        unknown_pattern=pattern,
+        unknown_case_sensitive=bool(values["unknown_case_sensitive"]),
+        drop_unknown_multiclass=bool(values["drop_unknown_multiclass"]),
+        encoding=check_choice(values["encoding"], "encoding", ("onehot", "treatment")),
+        two_class_objective=check_choice(
+            values["two_class_objective"], "two_class_objective", ("binary:logistic", "reg:squarederror")
+        ),
+        train_fraction=_check_float(
+            values["train_fraction"], "train_fraction", low=0.0, high=1.0, low_open=True
+        ),
+        class_weight=check_choice(values["class_weight"], "class_weight", ("balanced", "none")),
+        match_detection=bool(values["match_detection"]),
+        threshold=threshold,
+        n_rounds=check_int(values.get("n_rounds", N_ROUNDS), "n_rounds"),
+        xgb_params=xgb_params,
+        gene_case=check_choice(values.get("gene_case", "exact"), "gene_case", GENE_CASES),
+        random_state=random_state,
+        n_jobs=check_int(values.get("n_jobs", 1), "n_jobs"),
+    )
+    return settings
+
+
+#: Docstring pieces shared by :class:`~sctransfer.models.CaSTLe` and :func:`~sctransfer.tl.castle`.
+CASTLE_DOCS: dict[str, str] = {
+    "castle_mode": """mode
+        ``"one_vs_rest"`` (default; one binary classifier per source type, each with its own genes, and
+        rejection) or ``"multiclass"`` (one multi-class classifier; rejection only with ``threshold``).""",
+    "castle_reference": """reference
+        ``True`` reproduces the reference R scripts: the no-op correlation filter, the case-sensitive
+        unknown-label pattern, treatment-coded one-hot, bins applied to the values as they are, unweighted
+        classes, XGBoost's ``exact`` tree method, and in ``multiclass`` mode a random ~80 % training subset
+        and a squared-error objective for two classes. ``False`` (default) uses the fixes and additions
+        listed in ``docs/differences/castle.md`` (a real Pearson filter, bins moved to the data's log base,
+        case-insensitive unknown labels, full one-hot, balanced class weights, matching the source's
+        detection rate to a shallower target, all training cells, ``binary:logistic`` for two classes,
+        ``hist`` trees). Options left at ``None`` below take the preset's value.""",
+    "castle_threshold": """threshold
+        Rejection threshold. ``one_vs_rest``: a cell whose probabilities are all ``<= threshold`` is
+        labelled ``"Not Classified"`` (default ``0.5``, the reference evaluation's rule; ``0`` never
+        rejects). ``multiclass``: a cell whose largest class probability is ``<= threshold`` is rejected
+        (default ``None``: never, as in the reference).""",
+    "castle_n_features": """n_features
+        Genes taken from each ranking (mean expression, NMI with the labels); their union (between
+        ``n_features`` and ``2 * n_features`` genes) is the candidate feature set.""",
+    "castle_log_base": """log_base
+        Base of the logarithm in the values, ``log_base(x + 1)``. The bin edges are given on the
+        ``log2(x + 1)`` scale of the paper and are moved to this base. ``"auto"`` (default preset) reads
+        ``.uns["log1p"]["base"]`` written by :func:`scanpy.pp.log1p` and otherwise assumes the natural log
+        (scanpy's and Seurat's ``LogNormalize``); it is detected for each dataset. The reference preset uses
+        ``2``: the edges are applied to the values as they are.""",
+    "castle_gene_case": """gene_case
+        How gene names are matched between datasets: ``"exact"`` (default, case-sensitive, like
+        ``var_names``) or ``"ignore"`` (compared upper-cased; names that then collide within one dataset are
+        an error). Gene order never matters.""",
+    "castle_n_jobs": """n_jobs
+        XGBoost threads (results do not depend on it).""",
+    "castle_options": """min_cells
+        A gene is used only if it is detected (value ``> 0``) in more than ``min_cells`` cells of the source
+        and, when a target is given, of the target (default ``10``).
+    breaks
+        Bin edges on the ``log2(x + 1)`` scale, right-closed (default ``(-1, 0, 1, 6, inf)``: zero,
+        ``(0, 1]``, ``(1, 6]``, above 6).
+    correlation_filter
+        ``"pearson"`` (default preset): scanning the candidates in order, drop a gene whose ``|r|`` with an
+        already kept gene exceeds ``correlation_threshold`` (on the stacked source and target values).
+        ``"reference"``: the reference scripts' filter, which keeps every gene.
+    correlation_threshold
+        Pearson correlation above which a gene is redundant (default ``0.9``).
+    unknown_pattern
+        Regular expression (searched) for source labels that mean "no type"; those cells are dropped
+        before training. Default ``"not applicable|unclassified|contaminated|unknown"``; ``None`` keeps
+        every label.
+    unknown_case_sensitive
+        Whether ``unknown_pattern`` is case-sensitive (reference preset ``True``, default ``False``).
+    drop_unknown_multiclass
+        Whether unknown-labelled cells are also dropped in ``multiclass`` mode (reference preset ``False``:
+        they form a class, as in the multiclass script; default ``True``).
+    encoding
+        ``"onehot"`` (default preset): one indicator per observed bin; ``"treatment"`` (reference): an
+        intercept plus one indicator per observed bin except the first (R ``model.matrix``).
+    two_class_objective
+        Objective of a ``multiclass`` fit with two classes: ``"binary:logistic"`` (default preset) or
+        ``"reg:squarederror"`` (reference: R xgboost's default, squared error on the 0/1 codes; a cell then
+        gets the class whose code is nearer to the prediction).
+    train_fraction
+        ``multiclass`` only: each source cell joins the training set with this probability, drawn from
+        ``random_state`` (reference preset ``0.8``, as the script's ``runif(n) < 0.8``; default ``1.0``:
+        all cells).
+    class_weight
+        ``"balanced"`` (default preset): weight the training cells so that every class (in
+        ``one_vs_rest``: the type and the rest) carries the same total weight, which lets rare types reach
+        the ``min_child_weight`` of the trees; ``"none"`` (reference): every cell weighs 1.
+    match_detection
+        Default preset ``True``: when the source detects more genes per cell (values ``> 0`` among the
+        shared genes) than the target, set each non-zero source value to zero with probability
+        ``1 - target / source`` (drawn from ``random_state``) before selecting genes and training, so that
+        the classifiers learn from a source as shallow as the target. Nothing changes when the target is
+        the deeper one, or without a target. Reference preset ``False``.
+    n_rounds
+        Boosting rounds (default ``20``).
+    xgb_params
+        XGBoost parameters that replace the reference values (``eta=0.7``, ``max_depth=5``,
+        ``gamma=0.001``, ``min_child_weight=10``, ``base_score=0.5``) or the preset's ``tree_method``
+        (``"hist"``, reference ``"exact"``; on one-hot features both find the same splits).""",
+}
