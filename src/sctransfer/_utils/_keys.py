@@ -57,3 +57,7 @@ class CaSTLeKeys(LabelTransferKeys):
     def label(self) -> str:
         """``.obs`` column holding the predicted label."""
         return f"{self.key_added}_label"
+
+
+#: ``.uns`` key of the parameters written by :func:`sctransfer.pp.gene_activity`.
+GENE_ACTIVITY_KEY = "gene_activity"

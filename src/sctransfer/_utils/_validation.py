@@ -66,6 +66,13 @@ def check_values(X: ArrayLike, name: str, *, nonnegative: bool = True) -> None:
         )
 
 
+def looks_like_counts(X: ArrayLike, *, n_values: int = 10_000) -> bool:
+    """``True`` when the first ``n_values`` stored values are all integers (raw counts, not log-normalised)."""
+    values = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    sample = np.asarray(values[:n_values], dtype=np.float64)
+    return bool(np.all(sample == np.round(sample)))
+
+
 def check_obs_key(adata: AnnData, key: str, name: str, what: str = "labels") -> pd.Series:
     """Return ``adata.obs[key]``; raise ``KeyError`` if missing and ``ValueError`` if all missing values."""
     if key not in adata.obs.columns:

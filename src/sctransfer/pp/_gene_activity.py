@@ -26,13 +26,13 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._utils._anndata import to_plain
+from .._utils._keys import GENE_ACTIVITY_KEY
 from .._utils._logging import logger
 from .._utils._validation import check_choice, check_int, check_nonempty, check_values, get_matrix
 
 __all__ = ["GENE_ACTIVITY_KEY", "gene_activity", "looks_like_peaks", "overlap_matrix", "parse_peaks"]
 
 #: ``.uns`` key of the result of :func:`gene_activity` (holds ``{"params": ...}``).
-GENE_ACTIVITY_KEY = "gene_activity"
 
 _PEAK_COLUMNS = ("chrom", "start", "end")
 _PEAK_FORMS = "'chr1_100_600', 'chr1:100-600' or 'chr1-100-600'"

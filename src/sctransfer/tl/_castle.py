@@ -12,10 +12,9 @@ from .._utils._anndata import write_labels
 from .._utils._docs import inject_docs
 from .._utils._keys import NOT_CLASSIFIED_LABEL, CaSTLeKeys
 from .._utils._logging import logger
-from .._utils._validation import check_nonempty, get_matrix
+from .._utils._validation import check_nonempty, get_matrix, looks_like_counts
 from ..models.castle import CaSTLe
 from ..models.castle._settings import CASTLE_DOCS
-from ._label_transfer import _looks_like_counts
 
 
 @inject_docs(**CASTLE_DOCS)
@@ -126,7 +125,7 @@ def castle(
         (adata_target, target_layer, "target"),
     ):
         X = get_matrix(adata, layer, f"the {name}")
-        if _looks_like_counts(X):
+        if looks_like_counts(X):
             warnings.warn(
                 f"the {name} values are all integers, like counts; CaSTLe expects log-normalised expression "
                 f"(sc.pp.normalize_total + sc.pp.log1p, or {name}_layer=<a log-normalised layer>).",

@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 from mudata import MuData
 
@@ -26,6 +25,7 @@ from .._utils._validation import (
     check_obs_key,
     check_values,
     get_matrix,
+    looks_like_counts,
     shared_features,
 )
 from ..kernels._knn import knn, knn_vote
@@ -63,12 +63,6 @@ class TransferResult:
     default_unknown_threshold: float | None = None
 
 
-def _looks_like_counts(X: Any) -> bool:
-    values = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    sample = np.asarray(values[:10_000], dtype=np.float64)
-    return bool(np.all(sample == np.round(sample)))
-
-
 def _run_knn(
     inputs: TransferInputs,
     *,
@@ -87,7 +81,7 @@ def _run_knn(
     blocks = []
     for name, X in (("reference", inputs.reference), ("query", inputs.query)):
         if normalize:
-            if not _looks_like_counts(X):
+            if not looks_like_counts(X):
                 warnings.warn(
                     f"the {name} values are not integers, but normalize=True log-normalises them as counts; "
                     "pass normalize=False if they are already log-normalised.",
