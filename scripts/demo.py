@@ -41,6 +41,9 @@ def write_atomically(adata, path: Path) -> None:
     os.close(fd)
     try:
         adata.write_h5ad(tmp, compression="gzip")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -55,7 +58,13 @@ def main() -> int:
     query.obs = query.obs.drop(columns=held_back.columns)
 
     t1 = time.perf_counter()
-    sct.tl.label_transfer(reference, query, labels_key=labels_key, random_state=0)
+    sct.tl.label_transfer(
+        reference,
+        query,
+        labels_key=labels_key,
+        random_state=0,
+        trainer_kwargs={"enable_progress_bar": sys.stderr.isatty()},
+    )
     transfer_seconds = time.perf_counter() - t1
 
     report = sct.metrics.label_transfer_report(
@@ -78,7 +87,8 @@ def main() -> int:
 
     out = OUT_DIR / "query_labelled.h5ad"
     write_atomically(query, out)
-    print(f"\nwrote {out} (obs['sct_label'], obs['sct_label_confidence'], obsm['X_sct_joint'])")
+    embedding = query.uns["sct_label"]["embedding_key"]
+    print(f"\nwrote {out} (obs['sct_label'], obs['sct_label_confidence'], obsm[{embedding!r}])")
     return 0
 
 

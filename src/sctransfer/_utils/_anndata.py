@@ -48,8 +48,8 @@ def write_labels(
     adata.obs[keys.label] = pd.Categorical.from_codes(codes, categories=categories)
     adata.obs[keys.confidence] = np.asarray(confidence, dtype=np.float64)
     if proba is not None:
-        adata.obsm[keys.proba] = pd.DataFrame(
-            np.asarray(proba, dtype=np.float64), index=adata.obs_names.copy(), columns=list(classes)
-        )
+        # an array, not a DataFrame: class names such as "L2/3" are not valid HDF5 column keys. The column
+        # order is the class order recorded in .uns[key]["classes"].
+        adata.obsm[keys.proba] = np.asarray(proba, dtype=np.float64)
     if uns is not None:
         adata.uns[keys.uns] = to_plain(uns)

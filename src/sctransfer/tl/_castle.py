@@ -82,8 +82,9 @@ def castle(
     ``.obs[f"{{key_added}}_confidence"]``
         The largest probability of the cell (of its predicted type, rejected or not).
     ``.obsm[f"{{key_added}}_proba"]``
-        Probability of every type (a DataFrame, one column per source type). ``one_vs_rest``: each type's
-        own classifier, so rows need not sum to 1; ``multiclass``: rows sum to 1.
+        Probability of every type (an array, one column per type in the order of
+        ``.uns[key_added]["classes"]``). ``one_vs_rest``: each type's own classifier, so rows need not sum
+        to 1; ``multiclass``: rows sum to 1.
     ``.uns[key_added]``
         ``params`` (every option, resolved from the preset), ``classes``, ``features`` (a DataFrame with
         one row per candidate gene of every classifier: ``model``, ``gene``, ``by_mean``, ``by_nmi``,
@@ -102,7 +103,7 @@ def castle(
     ...     sc.pp.normalize_total(a, target_sum=1e4)
     ...     sc.pp.log1p(a)
     >>> sct.tl.castle(target, source, labels_key="cell_type", n_features=20)
-    >>> target.obsm["castle_proba"].columns.tolist()
+    >>> target.uns["castle"]["classes"]
     ['type_0', 'type_1', 'type_2']
     >>> predicted = target.obs["castle_label"].astype(str).to_numpy()
     >>> bool((predicted == target.obs["cell_type"].astype(str).to_numpy()).mean() > 0.9)

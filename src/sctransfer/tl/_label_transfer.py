@@ -258,7 +258,8 @@ def label_transfer(
         ``scjoint`` only: mean cosine similarity to the voting reference neighbours in the embedding; low
         for cells far from every reference cell.
     ``query.obsm[f"{{key_added}}_proba"]``
-        Vote fraction of every class (a DataFrame with one column per class).
+        Vote fraction of every class (an array, one column per class in the order of
+        ``query.uns[key_added]["classes"]``).
     ``.obsm["X_scjoint"]`` (``scjoint``) or ``.obsm["X_sct_joint"]`` (``knn``)
         The joint embedding, in the query and (unless ``copy=True`` with two AnnData objects) the reference.
     ``query.uns[key_added]``
