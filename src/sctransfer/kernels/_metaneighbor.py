@@ -1,0 +1,446 @@
+"""Unsupervised MetaNeighbor (exact and fast) and BERMUDA's cluster-pair selection, at array level.
+
+Both versions score how well every cluster of one batch is recognised by every cluster of the
+other batches and return a symmetric ``clusters x clusters`` AUROC matrix.
+
+Exact version (MetaNeighbor's default, as shipped with BERMUDA):
+
+1. Spearman correlation between all pairs of cells over the genes (an ``N x N`` network). The
+   correlations are computed from doubled centred ranks, which are integers, so equal correlations
+   are bit-for-bit equal and tie in the next step;
+2. all ``N^2`` entries are ranked jointly (ties averaged) and divided by the maximum rank;
+3. ``P[i, c] = sum_{j in c} R[i, j] / sum_j R[i, j]`` (self-votes included, degree over all cells);
+4. for a test cluster ``i`` of batch ``s``, the AUROC of ``P[:, c]`` separating cluster ``i`` from the
+   other cells of ``s`` (closed-form rank sum, ties averaged);
+5. ``(NV + NV.T) / 2``; the within-batch blocks are set to 0.
+
+Fast version (MetaNeighbor's low-memory version): every cell is rank-normalised to ``z_i`` (centred,
+unit norm) so that the Spearman correlation is ``z_i . z_j``; the votes are dot products with the
+cluster sums, shifted to ``rho + 1`` and divided by the node degree within the train cluster's batch.
+It never forms the network: ``O(N G (C + B))`` time and ``O(N (C + B) + nnz)`` extra memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from numba import njit
+
+__all__ = ["metaneighbor", "select_cluster_pairs"]
+
+#: bytes per cell pair held by the exact version (network + upper-triangle values, positions, order)
+_EXACT_BYTES_PER_PAIR = 20.0
+
+
+# --------------------------------------------------------------------------------------------------
+# numba kernels
+# --------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _rank_sorted(values, order, ranks, start, stop, pos):  # pragma: no cover - compiled
+    """Average ranks of ``values[order[start:stop]]`` (already sorted), the first one after ``pos``."""
+    t = start
+    while t < stop:
+        u = t
+        while u + 1 < stop and values[order[u + 1]] == values[order[t]]:
+            u += 1
+        avg = pos + (u - t + 2) / 2.0
+        for w in range(t, u + 1):
+            ranks[order[w]] = avg
+        pos += u - t + 1
+        t = u + 1
+    return pos
+
+
+@njit(cache=True)
+def _row_ranks(values, n_implicit, ranks):  # pragma: no cover - compiled
+    """Average ranks of the stored ``values`` plus ``n_implicit`` zeros; returns the zeros' rank."""
+    k = values.size
+    order = np.argsort(values, kind="mergesort")
+    neg = 0
+    while neg < k and values[order[neg]] < 0:
+        neg += 1
+    zero_end = neg
+    while zero_end < k and values[order[zero_end]] == 0:
+        zero_end += 1
+    pos = _rank_sorted(values, order, ranks, 0, neg, 0.0)
+    n_zero = n_implicit + zero_end - neg
+    zero_rank = pos + (n_zero + 1) / 2.0
+    for w in range(neg, zero_end):
+        ranks[order[w]] = zero_rank
+    pos += n_zero
+    _rank_sorted(values, order, ranks, zero_end, k, pos)
+    return zero_rank
+
+
+@njit(cache=True)
+def _dense_doubled_ranks(X):  # pragma: no cover - compiled
+    """``2 * rank - (G + 1)`` of every row of a dense matrix (integers, as float64)."""
+    n, g = X.shape
+    Y = np.empty((n, g))
+    ranks = np.empty(g)
+    for i in range(n):
+        row = np.ascontiguousarray(X[i])
+        _row_ranks(row, 0, ranks)
+        for j in range(g):
+            Y[i, j] = 2.0 * ranks[j] - (g + 1)
+    return Y
+
+
+@njit(cache=True)
+def _csr_doubled_ranks(data, indptr, n_genes):  # pragma: no cover - compiled
+    """Doubled centred ranks of CSR rows: the stored entries' values and each row's zero value."""
+    n = indptr.size - 1
+    out = np.empty(data.size)
+    zero_value = np.empty(n)
+    for i in range(n):
+        a, b = indptr[i], indptr[i + 1]
+        ranks = np.empty(b - a)
+        zero_rank = _row_ranks(data[a:b], n_genes - (b - a), ranks)
+        zero_value[i] = 2.0 * zero_rank - (n_genes + 1)
+        for t in range(b - a):
+            out[a + t] = 2.0 * ranks[t] - (n_genes + 1)
+    return out, zero_value
+
+
+@njit(cache=True)
+def _network_rank_votes(num, ss, cell_cluster, n_clusters):  # pragma: no cover - compiled
+    """Rank-standardise the Spearman network jointly over all ``N^2`` entries, then vote.
+
+    ``num`` holds the products of doubled centred ranks (``Y Y^T``) and ``ss`` the row sums of squares;
+    ``rho_ij = num_ij / sqrt(ss_i ss_j)`` with the diagonal set to 1. Only the upper triangle is sorted;
+    an off-diagonal entry counts twice. Returns ``P`` (votes over the node degree).
+    """
+    n = num.shape[0]
+    m = n * (n + 1) // 2
+    vals = np.empty(m)
+    rows = np.empty(m, dtype=np.int32)
+    cols = np.empty(m, dtype=np.int32)
+    k = 0
+    for i in range(n):
+        for j in range(i, n):
+            if i == j:
+                vals[k] = 1.0
+            else:
+                vals[k] = num[i, j] / np.sqrt(ss[i] * ss[j])
+            rows[k] = i
+            cols[k] = j
+            k += 1
+    order = np.argsort(vals)
+    pos = 0.0
+    top = 0.0
+    t = 0
+    while t < m:
+        u = t
+        weight = 1.0 if rows[order[t]] == cols[order[t]] else 2.0
+        while u + 1 < m and vals[order[u + 1]] == vals[order[t]]:
+            u += 1
+            weight += 1.0 if rows[order[u]] == cols[order[u]] else 2.0
+        avg = pos + (weight + 1.0) / 2.0
+        for w in range(t, u + 1):
+            i = rows[order[w]]
+            j = cols[order[w]]
+            num[i, j] = avg
+            num[j, i] = avg
+        top = avg
+        pos += weight
+        t = u + 1
+    votes = np.zeros((n, n_clusters))
+    for i in range(n):
+        degree = 0.0
+        for j in range(n):
+            r = num[i, j] / top
+            votes[i, cell_cluster[j]] += r
+            degree += r
+        for c in range(n_clusters):
+            votes[i, c] /= degree
+    return votes
+
+
+@njit(cache=True)
+def _auroc_within_batch(scores, cell_batch, cell_cluster, cluster_batch, n_batches):  # pragma: no cover
+    """One-vs-rest AUROC of every score column for every cluster, within the cluster's own batch."""
+    n_clusters = scores.shape[1]
+    out = np.zeros((n_clusters, n_clusters))
+    sizes = np.zeros(n_clusters)
+    for j in range(cell_cluster.size):
+        sizes[cell_cluster[j]] += 1.0
+    for s in range(n_batches):
+        idx = np.nonzero(cell_batch == s)[0]
+        ns = idx.size
+        col = np.empty(ns)
+        ranks = np.empty(ns)
+        sums = np.empty(n_clusters)
+        for c in range(n_clusters):
+            for t in range(ns):
+                col[t] = scores[idx[t], c]
+            order = np.argsort(col)
+            _rank_sorted(col, order, ranks, 0, ns, 0.0)
+            sums[:] = 0.0
+            for t in range(ns):
+                sums[cell_cluster[idx[t]]] += ranks[t]
+            for i in range(n_clusters):
+                if cluster_batch[i] == s:
+                    n_pos = sizes[i]
+                    out[i, c] = (sums[i] / n_pos - (n_pos + 1.0) / 2.0) / (ns - n_pos)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------------
+def _codes(values: Sequence[int] | np.ndarray, name: str, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional (one integer per cell), got shape {arr.shape}.")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name} must hold integer codes, got dtype {arr.dtype}; use e.g. pd.factorize(labels)[0]."
+        )
+    if arr.size != n_cells:
+        raise ValueError(f"{name} has {arr.size} entries but X has {n_cells} cells (rows); they must match.")
+    labels, inverse = np.unique(arr, return_inverse=True)
+    return labels, inverse.astype(np.int64)
+
+
+def _prepare(
+    X: np.ndarray | sp.spmatrix | sp.sparray,
+    batches: Sequence[int] | np.ndarray,
+    clusters: Sequence[int] | np.ndarray,
+) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Check the inputs; return X (float64 dense or canonical CSR), cell codes and each cluster's batch."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+        X.sum_duplicates()
+        values = X.data
+    else:
+        X = np.asarray(X)
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"X must hold numbers, got dtype {X.dtype}.")
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        values = X
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-d cells x genes matrix, got {X.ndim} dimension(s).")
+    n_cells, n_genes = X.shape
+    if n_cells == 0 or n_genes < 2:
+        raise ValueError(f"X must have at least one cell and two genes, got shape {X.shape}.")
+    if not np.isfinite(values).all():
+        raise ValueError("X contains NaN or infinite values; remove or impute them first.")
+    batch_labels, cell_batch = _codes(batches, "batches", n_cells)
+    cluster_labels, cell_cluster = _codes(clusters, "clusters", n_cells)
+    if batch_labels.size < 2:
+        raise ValueError(
+            f"MetaNeighbor compares clusters across batches, but all cells are in one batch "
+            f"({batch_labels[0]}); pass at least two batches."
+        )
+    n_clusters = cluster_labels.size
+    pair_batches = np.unique(np.stack([cell_cluster, cell_batch]), axis=1)
+    cluster_batch = np.full(n_clusters, -1, dtype=np.int64)
+    multi = np.bincount(pair_batches[0], minlength=n_clusters) > 1
+    if multi.any():
+        raise ValueError(
+            f"clusters {cluster_labels[multi].tolist()} contain cells of several batches; every cluster must "
+            "lie in one batch (give each batch its own cluster codes, e.g. offset them per batch)."
+        )
+    cluster_batch[pair_batches[0]] = pair_batches[1]
+    sizes = np.bincount(cell_cluster, minlength=n_clusters)
+    if (sizes < 2).any():
+        raise ValueError(
+            f"clusters {cluster_labels[sizes < 2].tolist()} have a single cell; an AUROC needs at least two "
+            "cells per cluster: merge or drop them."
+        )
+    per_batch = np.bincount(cluster_batch, minlength=batch_labels.size)
+    if (per_batch < 2).any():
+        raise ValueError(
+            f"batches {batch_labels[per_batch < 2].tolist()} have a single cluster; the one-vs-rest AUROC needs "
+            "at least two clusters in every batch."
+        )
+    return X, cell_batch, cell_cluster, cluster_batch, cluster_labels
+
+
+def _check_nonconstant(ss: np.ndarray) -> None:
+    bad = np.flatnonzero(ss <= 0)
+    if bad.size:
+        raise ValueError(
+            f"{bad.size} cell(s) (rows {bad[:10].tolist()}{'...' if bad.size > 10 else ''}) have the same value "
+            "for every gene, so their Spearman correlation is undefined; drop them or use more genes."
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# public functions
+# --------------------------------------------------------------------------------------------------
+def metaneighbor(
+    X: np.ndarray | sp.spmatrix | sp.sparray,
+    batches: Sequence[int] | np.ndarray,
+    clusters: Sequence[int] | np.ndarray,
+    *,
+    fast: bool = False,
+    symmetric: bool = True,
+    zero_within_batch: bool = True,
+    max_memory_gb: float = 8.0,
+) -> pd.DataFrame:
+    """Unsupervised MetaNeighbor: cross-batch cluster similarity as a ``clusters x clusters`` AUROC.
+
+    Parameters
+    ----------
+    X
+        ``cells x genes`` expression (dense or sparse; typically log-normalised highly variable genes).
+        Not modified.
+    batches
+        Integer batch code of every cell.
+    clusters
+        Integer cluster code of every cell. Every cluster must lie in a single batch.
+    fast
+        ``False``: the exact version (Spearman network, joint rank standardisation of all ``N^2``
+        entries, degree-normalised votes); ``O(N^2)`` memory. ``True``: the low-memory version (rank
+        normalised cells, centroid votes, node degree within the train cluster's batch), which never
+        forms the network and is not numerically identical to the exact one.
+    symmetric
+        Return ``(NV + NV.T) / 2`` (BERMUDA, MetaNeighbor's default) instead of ``NV``.
+    zero_within_batch
+        Set the entries of two clusters of the same batch to 0, as in BERMUDA's matrices.
+    max_memory_gb
+        The exact version refuses inputs whose network needs more memory than this
+        (about ``20 N^2`` bytes).
+
+    Returns
+    -------
+    Square DataFrame indexed by the sorted cluster codes on both axes (rows: test clusters, columns:
+    train clusters when ``symmetric=False``). ``NV[i, c]`` is the AUROC with which the votes for
+    cluster ``c`` separate cluster ``i`` from the other cells of ``i``'s batch.
+
+    Raises
+    ------
+    ValueError
+        On mismatched lengths, non-integer codes, a single batch, a cluster spanning several batches, a
+        cluster with one cell, a batch with one cluster, non-finite values, cells that are constant over
+        the genes, or (exact version) a network larger than ``max_memory_gb``.
+    """
+    X, cell_batch, cell_cluster, cluster_batch, cluster_labels = _prepare(X, batches, clusters)
+    n_cells, n_genes = X.shape
+    n_clusters = cluster_labels.size
+    n_batches = int(cell_batch.max()) + 1
+    if not fast:
+        need_gb = _EXACT_BYTES_PER_PAIR * float(n_cells) ** 2 / 1e9
+        if need_gb > max_memory_gb:
+            raise ValueError(
+                f"the exact MetaNeighbor on {n_cells} cells needs about {need_gb:.1f} GB for the cell-cell "
+                f"network (max_memory_gb={max_memory_gb}); use fast=True (low-memory version) or raise "
+                "max_memory_gb if the machine has the memory."
+            )
+    if sp.issparse(X):
+        ydata, zero_value = _csr_doubled_ranks(X.data, X.indptr.astype(np.int64), n_genes)
+        n_stored = np.diff(X.indptr)
+        ss = np.bincount(np.repeat(np.arange(n_cells), n_stored), weights=ydata**2, minlength=n_cells)
+        ss += (n_genes - n_stored) * zero_value**2
+        _check_nonconstant(ss)
+        if fast:
+            # Y = D + zero_value 1^T, with D holding the stored entries minus the row's zero value
+            D = sp.csr_matrix((ydata - np.repeat(zero_value, n_stored), X.indices, X.indptr), shape=X.shape)
+        else:
+            Y = np.repeat(zero_value[:, None], n_genes, axis=1)
+            Y[np.repeat(np.arange(n_cells), n_stored), X.indices] = ydata
+    else:
+        Y = _dense_doubled_ranks(X)
+        ss = np.einsum("ij,ij->i", Y, Y)
+        _check_nonconstant(ss)
+
+    if fast:
+        # indicator of clusters (columns 0..C-1) and batches (C..C+B-1); Z = Y / sqrt(ss)
+        scale = 1.0 / np.sqrt(ss)
+        groups = np.concatenate([cell_cluster, n_clusters + cell_batch])
+        rows = np.concatenate([np.arange(n_cells), np.arange(n_cells)])
+        H = sp.csr_matrix((np.tile(scale, 2), (groups, rows)), shape=(n_clusters + n_batches, n_cells))
+        if sp.issparse(X):
+            W = np.asarray((H @ D).todense()) + (H @ zero_value)[:, None]  # group sums of z (C+B, G)
+            Q = scale[:, None] * (np.asarray(D @ W.T) + zero_value[:, None] * W.sum(axis=1)[None, :])
+        else:
+            W = np.asarray(H @ Y)
+            Q = scale[:, None] * (Y @ W.T)
+        n_group = np.bincount(groups, minlength=n_clusters + n_batches).astype(np.float64)
+        votes = Q[:, :n_clusters] + n_group[:n_clusters]
+        degree = Q[:, n_clusters:] + n_group[n_clusters:]
+        scores = votes / degree[:, cluster_batch]
+    else:
+        num = Y @ Y.T
+        del Y
+        scores = _network_rank_votes(num, ss, cell_cluster, n_clusters)
+        del num
+
+    nv = _auroc_within_batch(np.ascontiguousarray(scores), cell_batch, cell_cluster, cluster_batch, n_batches)
+    if symmetric:
+        nv = (nv + nv.T) / 2.0
+    if zero_within_batch:
+        nv[cluster_batch[:, None] == cluster_batch[None, :]] = 0.0
+    index = pd.Index(cluster_labels, name="cluster")
+    return pd.DataFrame(nv, index=index, columns=index.copy())
+
+
+def select_cluster_pairs(
+    similarity: pd.DataFrame | np.ndarray,
+    cluster_batches: Sequence[object] | np.ndarray,
+    threshold: float,
+) -> pd.DataFrame:
+    """Pairs of similar clusters across batches, as BERMUDA selects them.
+
+    For every cluster and every *other* batch, the cluster of that batch with the highest similarity
+    is the cluster's best hit (all of them on an exact tie). A pair is a candidate when either member
+    is the other's best hit (OR, not reciprocal) and is kept when its similarity is at least
+    ``threshold``. Pairs within a batch are never selected.
+
+    Parameters
+    ----------
+    similarity
+        Symmetric ``clusters x clusters`` similarity (e.g. :func:`metaneighbor`'s output). A DataFrame's
+        row labels name the clusters; an array's clusters are named by position.
+    cluster_batches
+        Batch of every cluster, in the order of ``similarity``'s rows.
+    threshold
+        Minimal similarity of a kept pair (BERMUDA's ``S_thr``; 0.85-0.90 in the paper).
+
+    Returns
+    -------
+    DataFrame with one row per pair and columns ``cluster_1``, ``cluster_2`` (labels; ``cluster_1`` comes
+    first in ``similarity``'s order) and ``similarity``, sorted by position. Empty when no pair passes.
+
+    Raises
+    ------
+    ValueError
+        If the matrix is not square, not symmetric or not finite, if ``cluster_batches`` has the wrong
+        length or a single batch, or if ``threshold`` is not finite.
+    """
+    if isinstance(similarity, pd.DataFrame):
+        labels = np.asarray(similarity.index)
+        S = similarity.to_numpy(dtype=np.float64)
+    else:
+        S = np.asarray(similarity, dtype=np.float64)
+        labels = np.arange(S.shape[0]) if S.ndim == 2 else np.arange(0)
+    if S.ndim != 2 or S.shape[0] != S.shape[1]:
+        raise ValueError(f"similarity must be a square clusters x clusters matrix, got shape {S.shape}.")
+    if not np.isfinite(S).all():
+        raise ValueError("similarity contains NaN or infinite values.")
+    if not np.allclose(S, S.T, rtol=0.0, atol=1e-12):
+        raise ValueError("similarity must be symmetric; symmetrise it first, e.g. (S + S.T) / 2.")
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+    batch_values = np.asarray(cluster_batches)
+    if batch_values.ndim != 1 or batch_values.size != S.shape[0]:
+        raise ValueError(
+            f"cluster_batches must give one batch per cluster ({S.shape[0]}), got shape {batch_values.shape}."
+        )
+    batch_labels, batch = np.unique(batch_values, return_inverse=True)
+    if batch_labels.size < 2:
+        raise ValueError("all clusters are in one batch; cluster pairs are selected across batches.")
+    hit = np.zeros(S.shape, dtype=bool)
+    for b in range(batch_labels.size):
+        members = np.flatnonzero(batch == b)
+        others = batch != b
+        block = S[np.ix_(others, members)]
+        best = block.max(axis=1, keepdims=True)
+        hit[np.ix_(others, members)] = block == best
+    keep = (hit | hit.T) & (S >= threshold) & (batch[:, None] != batch[None, :])
+    i, j = np.nonzero(np.triu(keep, k=1))
+    return pd.DataFrame({"cluster_1": labels[i], "cluster_2": labels[j], "similarity": S[i, j]})
