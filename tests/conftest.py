@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anndata as ad
+import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 
 def _real_data_dir() -> Path | None:
@@ -28,3 +32,25 @@ def multiome():
     from sctransfer.datasets import simulate_multiome
 
     return simulate_multiome(n_cells=400, n_genes=150, n_types=4, random_state=0)
+
+
+def snapshot(adata: ad.AnnData) -> dict:
+    """What a verb must leave untouched: values, obs, var names and the keys of obsm/uns."""
+    X = adata.X.toarray() if sp.issparse(adata.X) else np.array(adata.X)
+    return {
+        "X": X,
+        "obs": adata.obs.copy(),
+        "var_names": list(adata.var_names),
+        "obsm": sorted(adata.obsm.keys()),
+        "uns": sorted(adata.uns.keys()),
+    }
+
+
+def assert_unchanged(adata: ad.AnnData, before: dict) -> None:
+    """Fail if ``adata`` differs from its :func:`snapshot` ``before``."""
+    after = snapshot(adata)
+    np.testing.assert_array_equal(after["X"], before["X"])
+    pd.testing.assert_frame_equal(after["obs"], before["obs"])
+    assert after["var_names"] == before["var_names"]
+    assert after["obsm"] == before["obsm"]
+    assert after["uns"] == before["uns"]

@@ -6,7 +6,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 import sctransfer as sct
-from tests.conftest import requires_real_data
+from tests.conftest import assert_unchanged, requires_real_data, snapshot
 
 COARSE = {
     "Naive CD4 T": "CD4 T", "Memory CD4 T": "CD4 T", "CD4 Naive T": "CD4 T", "CD4 Memory T": "CD4 T",
@@ -26,26 +26,6 @@ def pair():
         sc.pp.normalize_total(a, target_sum=1e4)
         sc.pp.log1p(a)
     return target, source
-
-
-def snapshot(adata: ad.AnnData) -> dict:
-    X = adata.X.toarray() if sp.issparse(adata.X) else np.array(adata.X)
-    return {
-        "X": X,
-        "obs": adata.obs.copy(),
-        "var_names": list(adata.var_names),
-        "obsm": sorted(adata.obsm.keys()),
-        "uns": sorted(adata.uns.keys()),
-    }
-
-
-def assert_unchanged(adata: ad.AnnData, before: dict) -> None:
-    after = snapshot(adata)
-    np.testing.assert_array_equal(after["X"], before["X"])
-    pd.testing.assert_frame_equal(after["obs"], before["obs"])
-    assert after["var_names"] == before["var_names"]
-    assert after["obsm"] == before["obsm"]
-    assert after["uns"] == before["uns"]
 
 
 def test_writes_documented_keys(pair, tmp_path):

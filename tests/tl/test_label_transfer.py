@@ -6,28 +6,7 @@ import scipy.sparse as sp
 from mudata import MuData
 
 import sctransfer as sct
-from tests.conftest import requires_real_data
-
-
-def snapshot(adata: ad.AnnData) -> dict:
-    X = adata.X.toarray() if sp.issparse(adata.X) else np.array(adata.X)
-    return {
-        "X": X,
-        "obs": adata.obs.copy(),
-        "var_names": list(adata.var_names),
-        "obsm": sorted(adata.obsm.keys()),
-        "uns": sorted(adata.uns.keys()),
-    }
-
-
-def assert_unchanged(adata: ad.AnnData, before: dict) -> None:
-    after = snapshot(adata)
-    np.testing.assert_array_equal(after["X"], before["X"])
-    pd.testing.assert_frame_equal(after["obs"], before["obs"])
-    assert after["var_names"] == before["var_names"]
-    assert after["obsm"] == before["obsm"]
-    assert after["uns"] == before["uns"]
-
+from tests.conftest import assert_unchanged, requires_real_data, snapshot
 
 FAST_SCJOINT = {"max_epochs": 3, "max_epochs_stage3": 2, "batch_size": 64,
                 "trainer_kwargs": {"enable_progress_bar": False}}  # fmt: skip
