@@ -1,6 +1,6 @@
 """CaSTLe across datasets: pbmc3k <-> Kang CTRL, coarse and fine labels, against baselines; plus rejection.
 
-Protocol (issue 5):
+Protocol:
 - source/target pairs: pbmc3k -> Kang CTRL and Kang CTRL -> pbmc3k, both log-normalised (Seurat
   LogNormalize, natural log; ``layers["lognorm"]``). Kang's Eryth cells are left out (none are CTRL).
 - coarse vocabulary shared by both datasets (``COARSE``); the fine level splits monocytes (CD14 / CD16) and
