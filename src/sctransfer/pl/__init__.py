@@ -1,3 +1,5 @@
 """Plots in scanpy's style (matplotlib; ``ax=``, ``show=``, ``save=``)."""
 
-__all__: list[str] = []
+from ._label_transfer import confidence, confusion, joint_embedding, sankey
+
+__all__ = ["confidence", "confusion", "joint_embedding", "sankey"]
