@@ -18,6 +18,12 @@ DOC_PIECES: dict[str, str] = {
         Layer of the reference holding the values to use; ``None`` uses ``.X``.""",
     "metric": """metric
         ``"cosine"`` or ``"euclidean"``.""",
+    "ax": """ax
+        Axes to draw into; ``None`` creates a new figure.""",
+    "show": """show
+        Call :func:`matplotlib.pyplot.show`; ``None`` shows only in interactive mode.""",
+    "save": """save
+        Path to save the figure to (``bbox_inches="tight"``).""",
 }
 
 

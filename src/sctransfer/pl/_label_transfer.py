@@ -13,6 +13,7 @@ from matplotlib import colormaps
 from matplotlib.colors import to_hex
 from matplotlib.patches import Rectangle
 
+from .._utils._docs import inject_docs
 from .._utils._keys import JOINT_EMBEDDING_KEY, REJECTION_LABELS, LabelTransferKeys
 from ..metrics import confusion_matrix
 
@@ -78,6 +79,7 @@ def _palette(categories: Sequence[str]) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------
 # confusion heatmap
 # --------------------------------------------------------------------------------------------------
+@inject_docs()
 def confusion(
     adata: AnnData,
     true_key: str,
@@ -107,12 +109,9 @@ def confusion(
         ``.obs`` column with the predicted labels.
     normalize
         Colour by the fraction of each row (rows sum to 1) instead of by the count.
-    ax
-        Axes to draw into; ``None`` creates a new figure.
-    show
-        Call :func:`matplotlib.pyplot.show`; ``None`` shows only in interactive mode.
-    save
-        Path to save the figure to (``bbox_inches="tight"``).
+    {ax}
+    {show}
+    {save}
     cmap
         Colormap of the heatmap.
 
@@ -180,6 +179,7 @@ def _spread_labels(centres: np.ndarray, *, min_sep: float) -> np.ndarray:
     return y
 
 
+@inject_docs()
 def sankey(
     adata: AnnData,
     true_key: str,
@@ -203,12 +203,9 @@ def sankey(
         ``.obs`` column with the true types (left column).
     pred_key
         ``.obs`` column with the predicted labels (right column).
-    ax
-        Axes to draw into; ``None`` creates a new figure.
-    show
-        Call :func:`matplotlib.pyplot.show`; ``None`` shows only in interactive mode.
-    save
-        Path to save the figure to (``bbox_inches="tight"``).
+    {ax}
+    {show}
+    {save}
     min_fraction
         Hide the bands holding less than this fraction of their true type's cells (the node heights
         then count only the bands drawn).
@@ -315,6 +312,7 @@ def _scatter_categorical(ax: Axes, xy: np.ndarray, values: pd.Series, title: str
     ax.set_ylabel("UMAP2")
 
 
+@inject_docs()
 def joint_embedding(
     adata_rna: AnnData,
     adata_atac: AnnData,
@@ -354,10 +352,8 @@ def joint_embedding(
         Number of neighbours of the UMAP graph.
     size
         Marker size; ``None`` scales it with the number of cells.
-    show
-        Call :func:`matplotlib.pyplot.show`; ``None`` shows only in interactive mode.
-    save
-        Path to save the figure to (``bbox_inches="tight"``).
+    {show}
+    {save}
 
     Returns
     -------
@@ -428,6 +424,7 @@ def joint_embedding(
 # --------------------------------------------------------------------------------------------------
 # confidence
 # --------------------------------------------------------------------------------------------------
+@inject_docs()
 def confidence(
     adata: AnnData,
     key: str = "sct_label",
@@ -443,18 +440,15 @@ def confidence(
     ----------
     adata
         The query after :func:`sctransfer.tl.label_transfer`, with ``.obs[key]`` and
-        ``.obs[f"{key}_confidence"]``.
+        ``.obs[f"{{key}}_confidence"]``.
     key
         The ``key_added`` of the label transfer.
     threshold
         Draw a dashed horizontal line at this confidence. ``None`` uses the ``unknown_threshold`` recorded
         in ``adata.uns[key]["params"]`` when it is a number, and draws no line otherwise.
-    ax
-        Axes to draw into; ``None`` creates a new figure.
-    show
-        Call :func:`matplotlib.pyplot.show`; ``None`` shows only in interactive mode.
-    save
-        Path to save the figure to (``bbox_inches="tight"``).
+    {ax}
+    {show}
+    {save}
 
     Returns
     -------
