@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -20,6 +18,7 @@ from scvi.train import TrainRunner
 from sklearn.isotonic import IsotonicRegression
 
 from ..._utils._logging import logger
+from ..._utils._torch import cpu_training_settings
 from ..._utils._validation import check_int
 from ...kernels._knn import knn, knn_vote
 from ._data import TwoDomainDataModule
@@ -45,27 +44,6 @@ def stride_subsample(n: int, limit: int) -> np.ndarray:
         keep.append(i)
         i = int(i + step)
     return np.asarray(keep, dtype=np.int64)
-
-
-@contextmanager
-def cpu_training_settings(num_threads: int | None) -> Iterator[None]:
-    """Flush denormal floats to zero and cap torch's CPU threads while training.
-
-    Sparse, binarised inputs with an L1 penalty drive many weights and momentum terms into the denormal
-    range, where x86 arithmetic is up to ~50x slower (measured on MOp: 468 s instead of 9 s for the same
-    run); flushing them changes no result at float32 precision. scJoint's matrices are small (minibatches
-    of 256 cells x a few thousand genes), so extra threads mostly spin: one thread was ~25x faster than
-    two on a 2-core machine that was also running other work.
-    """
-    previous = torch.get_num_threads()
-    torch.set_flush_denormal(True)
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)
