@@ -67,3 +67,14 @@ def test_mmd2_rejects_bad_options():
         mmd2(x[:0], x)
     with pytest.raises(ValueError, match="two rows"):
         mmd2(x[:1], x, estimator="unbiased")
+
+
+def test_mmd2_batches_over_leading_dimensions():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 10, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(4, 12, 3, generator=g, dtype=torch.float64) + 0.5
+    for estimator in ("biased", "unbiased"):
+        stacked = mmd2(x, y, estimator=estimator)
+        assert stacked.shape == (4,)
+        one_by_one = torch.stack([mmd2(x[i], y[i], estimator=estimator) for i in range(4)])
+        torch.testing.assert_close(stacked, one_by_one)

@@ -31,10 +31,13 @@ TRVAE_BANDWIDTHS: tuple[float, ...] = tuple(
 def multiscale_rbf(
     x: torch.Tensor, y: torch.Tensor, bandwidths: Sequence[float], *, reduce: str = "sum"
 ) -> torch.Tensor:
-    """Kernel matrix ``K[i, j] = R_s exp(-||x_i - y_j||^2 / b_s)`` (``R`` = sum or mean over ``b_s``)."""
+    """Kernel matrix ``K[i, j] = R_s exp(-||x_i - y_j||^2 / b_s)`` (``R`` = sum or mean over ``b_s``).
+
+    Leading dimensions are batch dimensions: ``(..., n, d)`` and ``(..., m, d)`` give ``(..., n, m)``.
+    """
     if reduce not in ("sum", "mean"):
         raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}.")
-    d2 = (x.unsqueeze(1) - y.unsqueeze(0)).pow(2).sum(-1)
+    d2 = (x.unsqueeze(-2) - y.unsqueeze(-3)).pow(2).sum(-1)
     inv = torch.as_tensor([1.0 / b for b in bandwidths], dtype=x.dtype, device=x.device)
     k = torch.exp(-d2.unsqueeze(-1) * inv).sum(-1)
     return k / len(bandwidths) if reduce == "mean" else k
@@ -48,12 +51,13 @@ def mmd2(
     reduce: str = "sum",
     estimator: str = "biased",
 ) -> torch.Tensor:
-    """Squared MMD between the rows of ``x`` and of ``y`` (a differentiable scalar).
+    """Squared MMD between the rows of ``x`` and of ``y`` (differentiable).
 
     Parameters
     ----------
     x, y
-        ``n x d`` and ``m x d`` samples.
+        ``n x d`` and ``m x d`` samples, or ``(..., n, d)`` and ``(..., m, d)`` stacks of them (one MMD
+        per leading index).
     bandwidths
         Denominators ``b_s`` of the Gaussian kernels.
     reduce
@@ -64,16 +68,16 @@ def mmd2(
     """
     if estimator not in ("biased", "unbiased"):
         raise ValueError(f"estimator must be 'biased' or 'unbiased', got {estimator!r}.")
-    n, m = x.shape[0], y.shape[0]
+    n, m = x.shape[-2], y.shape[-2]
     if n == 0 or m == 0:
         raise ValueError("MMD needs at least one row in each sample.")
     kxx = multiscale_rbf(x, x, bandwidths, reduce=reduce)
     kyy = multiscale_rbf(y, y, bandwidths, reduce=reduce)
     kxy = multiscale_rbf(x, y, bandwidths, reduce=reduce)
     if estimator == "biased":
-        return kxx.mean() + kyy.mean() - 2.0 * kxy.mean()
+        return kxx.mean(dim=(-2, -1)) + kyy.mean(dim=(-2, -1)) - 2.0 * kxy.mean(dim=(-2, -1))
     if n < 2 or m < 2:
         raise ValueError("the unbiased MMD needs at least two rows in each sample.")
-    sxx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
-    syy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
-    return sxx + syy - 2.0 * kxy.mean()
+    sxx = (kxx.sum(dim=(-2, -1)) - kxx.diagonal(dim1=-2, dim2=-1).sum(-1)) / (n * (n - 1))
+    syy = (kyy.sum(dim=(-2, -1)) - kyy.diagonal(dim1=-2, dim2=-1).sum(-1)) / (m * (m - 1))
+    return sxx + syy - 2.0 * kxy.mean(dim=(-2, -1))

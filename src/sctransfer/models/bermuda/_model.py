@@ -1,0 +1,449 @@
+"""``sct.models.BERMUDA``: batch alignment by an autoencoder with MMD between matched clusters."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model.base import BaseModelClass
+from scvi.train import TrainRunner
+
+from ..._utils._logging import logger
+from ..._utils._torch import cpu_training_settings
+from ..._utils._validation import check_int
+from ...kernels._metaneighbor import metaneighbor, select_cluster_pairs
+from ._data import SAMPLERS, ClusterBalancedDataModule, epoch_steps
+from ._module import BATCH_CODE_KEY, CLUSTER_CODE_KEY, BERMUDAModule
+from ._plan import BERMUDATrainingPlan, PlateauStopping
+
+#: cells above which ``metaneighbor="auto"`` uses the low-memory version
+EXACT_METANEIGHBOR_MAX_CELLS = 10_000
+
+
+@dataclass(frozen=True)
+class BERMUDAConfig:
+    """Every setting of a BERMUDA run; :data:`FAITHFUL` and :data:`DEFAULT` are the two presets.
+
+    Attributes
+    ----------
+    n_latent, n_hidden
+        Code dimension and hidden width (``None``: 200, or 20 for a 2-d code).
+    batch_size
+        Cells drawn from every cluster per step.
+    max_epochs
+        Epochs (see ``steps_per_epoch``).
+    steps_per_epoch
+        Steps (minibatches) per epoch; ``None`` uses BERMUDA's rule, ``largest cluster // batch_size``,
+        which makes the amount of training grow with the data.
+    lr, weight_decay
+        Adam's learning rate and coupled L2 weight decay.
+    gamma
+        Maximal weight of the transfer (MMD) loss.
+    ramp_epochs
+        Epochs over which the transfer weight ramps up as ``gamma (2 / (1 + exp(-10 e / E)) - 1)``
+        (``None``: ``max_epochs``, as in BERMUDA).
+    reset_optimizer_each_epoch
+        Forget Adam's state every epoch (BERMUDA re-creates its optimiser every epoch).
+    lr_halving_epochs
+        Halve the learning rate every this many epochs (``None``: constant).
+    sampler
+        ``"oversample"`` (BERMUDA) or ``"replacement"``; see :mod:`sctransfer.models.bermuda._data`.
+    early_stopping
+        Stop when the loss has plateaued after the ramp.
+    patience
+        Epochs without a 0.1 % improvement before stopping.
+    """
+
+    n_latent: int = 20
+    n_hidden: int | None = None
+    batch_size: int = 50
+    max_epochs: int = 2000
+    steps_per_epoch: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 5e-5
+    gamma: float = 1.0
+    ramp_epochs: int | None = None
+    reset_optimizer_each_epoch: bool = True
+    lr_halving_epochs: int | None = 200
+    sampler: str = "oversample"
+    early_stopping: bool = False
+    patience: int = 20
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain types."""
+        return asdict(self)
+
+
+#: BERMUDA as published: 2000 epochs, Adam re-created every epoch, learning rate halved every 200 epochs
+FAITHFUL = BERMUDAConfig()
+#: one Adam optimiser, a shorter ramp and a stop on the loss plateau
+DEFAULT = BERMUDAConfig(
+    max_epochs=400,
+    ramp_epochs=100,
+    reset_optimizer_each_epoch=False,
+    lr_halving_epochs=None,
+    sampler="replacement",
+    early_stopping=True,
+)
+
+
+class BERMUDA(BaseModelClass):
+    """BERMUDA: batch alignment by an autoencoder whose codes are pulled together between matched clusters.
+
+    Every batch is clustered separately; MetaNeighbor scores how similar the clusters of different
+    batches are, and the pairs above a threshold are matched. The autoencoder reconstructs min-max scaled
+    expression (scaled per batch and gene) cluster by cluster, and its loss adds the MMD between the codes
+    of every matched pair, with a weight that ramps up during training. The code is the aligned
+    representation.
+
+    Set the data up with :meth:`setup_anndata`; :func:`sctransfer.tl.bermuda` runs the whole pipeline
+    (normalisation, genes, per-batch clustering) on an AnnData.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata` (log-normalised expression).
+    cluster_pairs
+        Matched clusters as pairs of cluster labels (a list of pairs or a DataFrame with columns
+        ``cluster_1`` and ``cluster_2``). ``None`` computes them with MetaNeighbor.
+    similarity_threshold
+        Least MetaNeighbor AUROC of a matched pair (BERMUDA's ``S_thr``) when ``cluster_pairs`` is ``None``.
+    metaneighbor
+        ``"exact"``, ``"fast"`` (low-memory) or ``"auto"`` (exact up to 10,000 cells).
+    allow_no_pairs
+        Train with the reconstruction loss alone when no pair passes the threshold, instead of raising.
+    faithful
+        ``True`` reproduces the reference implementation (:data:`FAITHFUL`); ``False`` (default) uses
+        :data:`DEFAULT`.
+    **config
+        Overrides of single settings of the preset (fields of :class:`BERMUDAConfig`).
+    """
+
+    _module_cls = BERMUDAModule
+
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        cluster_pairs: list | pd.DataFrame | None = None,
+        similarity_threshold: float = 0.85,
+        metaneighbor: str = "auto",
+        allow_no_pairs: bool = False,
+        faithful: bool = False,
+        **config: Any,
+    ) -> None:
+        super().__init__(adata)
+        valid = {f.name for f in fields(BERMUDAConfig)}
+        unknown = set(config) - valid
+        if unknown:
+            raise ValueError(f"unknown BERMUDA settings {sorted(unknown)}; valid: {sorted(valid)}")
+        self.config_ = replace(FAITHFUL if faithful else DEFAULT, **config).to_dict()
+        cfg = self.config
+        if cfg.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {cfg.sampler!r}.")
+        if metaneighbor not in ("auto", "exact", "fast"):
+            raise ValueError(f"metaneighbor must be 'auto', 'exact' or 'fast', got {metaneighbor!r}.")
+        self.batches_ = [str(b) for b in self._mapping(BATCH_CODE_KEY)]
+        self.clusters_ = [str(c) for c in self._mapping(CLUSTER_CODE_KEY)]
+        batch_codes, cluster_codes = self._batch_codes(), self._cluster_codes()
+        self.cluster_batches_ = self._check_layout(batch_codes, cluster_codes)
+
+        if cluster_pairs is None:
+            self.similarity_ = self._cluster_similarity(metaneighbor)
+            found = select_cluster_pairs(self.similarity_, self.cluster_batches_, similarity_threshold)
+            pairs = [[str(a), str(b)] for a, b in zip(found["cluster_1"], found["cluster_2"], strict=True)]
+            if not pairs:
+                best = self._best_cross_batch_similarity()
+                message = (
+                    f"no pair of clusters from different batches reaches similarity_threshold="
+                    f"{similarity_threshold} (the best cross-batch MetaNeighbor AUROC is {best:.3f}); lower "
+                    "similarity_threshold, or pass allow_no_pairs=True to train with the reconstruction "
+                    "loss alone (the batches are then not aligned)."
+                )
+                if not allow_no_pairs:
+                    raise ValueError(message)
+                logger.warning(message)
+        else:
+            self.similarity_ = None
+            pairs = self._check_pairs(cluster_pairs)
+        self.cluster_pairs_ = pairs
+        logger.info("BERMUDA: %d clusters in %d batches, %d matched pairs", len(self.clusters_),
+                    len(self.batches_), len(pairs))  # fmt: skip
+
+        self.module = BERMUDAModule(
+            n_input=self.summary_stats.n_vars,
+            n_batches=len(self.batches_),
+            n_latent=cfg.n_latent,
+            n_hidden=cfg.n_hidden,
+        )
+        self._set_scaling()
+        self._model_summary_string = (
+            f"BERMUDA ({'faithful' if faithful else 'default'} preset): {self.summary_stats.n_vars} genes, "
+            f"{len(self.batches_)} batches, {len(self.clusters_)} clusters, {len(pairs)} matched pairs"
+        )
+        self.init_params_ = self._get_init_params(locals())
+        # a loaded model reuses the pairs instead of running MetaNeighbor again
+        self.init_params_["non_kwargs"]["cluster_pairs"] = pairs
+        self.init_params_["non_kwargs"]["allow_no_pairs"] = True
+
+    # ---- set-up -------------------------------------------------------------------------------
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        *,
+        batch_key: str,
+        cluster_key: str,
+        layer: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Register an AnnData of log-normalised expression with batches and per-batch clusters.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes, log-normalised (for example ``sc.pp.normalize_total`` then ``sc.pp.log1p``).
+        batch_key
+            ``.obs`` column with the batch of every cell.
+        cluster_key
+            ``.obs`` column with the cluster of every cell; every cluster must lie in one batch.
+        layer
+            Layer with the values; ``None`` uses ``.X``.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
+            CategoricalObsField(BATCH_CODE_KEY, batch_key),
+            CategoricalObsField(CLUSTER_CODE_KEY, cluster_key),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    # ---- helpers ------------------------------------------------------------------------------
+    @property
+    def config(self) -> BERMUDAConfig:
+        """The settings of this model."""
+        return BERMUDAConfig(**self.config_)
+
+    def _mapping(self, key: str) -> list:
+        return list(self.adata_manager.get_state_registry(key).categorical_mapping)
+
+    def _codes_of(self, key: str) -> np.ndarray:
+        return np.asarray(self.adata_manager.get_from_registry(key)).ravel().astype(np.int64)
+
+    def _batch_codes(self) -> np.ndarray:
+        return self._codes_of(BATCH_CODE_KEY)
+
+    def _cluster_codes(self) -> np.ndarray:
+        return self._codes_of(CLUSTER_CODE_KEY)
+
+    def _X(self):
+        X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        return X.tocsr() if sp.issparse(X) else np.asarray(X)
+
+    def _check_layout(self, batch_codes: np.ndarray, cluster_codes: np.ndarray) -> list[str]:
+        if len(self.batches_) < 2:
+            raise ValueError(
+                f"BERMUDA aligns batches, but every cell is in batch {self.batches_[0]!r}; pass at least two."
+            )
+        batch_sizes = np.bincount(batch_codes, minlength=len(self.batches_))
+        small = [b for b, n in zip(self.batches_, batch_sizes, strict=True) if n < 2]
+        if small:
+            raise ValueError(f"batches {small} have fewer than two cells; drop them before aligning.")
+        cluster_batch = np.full(len(self.clusters_), -1)
+        for c in range(len(self.clusters_)):
+            owners = np.unique(batch_codes[cluster_codes == c])
+            if owners.size > 1:
+                raise ValueError(
+                    f"cluster {self.clusters_[c]!r} holds cells of batches "
+                    f"{[self.batches_[b] for b in owners]}; BERMUDA clusters every batch on its own, so "
+                    "every cluster must lie in one batch (prefix cluster labels with the batch)."
+                )
+            cluster_batch[c] = owners[0] if owners.size else -1
+        if (cluster_batch < 0).any():
+            raise ValueError("some cluster categories have no cells; remove unused categories.")
+        return [self.batches_[b] for b in cluster_batch]
+
+    def _cluster_similarity(self, version: str) -> pd.DataFrame:
+        X = self._X()
+        fast = version == "fast" or (version == "auto" and X.shape[0] > EXACT_METANEIGHBOR_MAX_CELLS)
+        logger.info("MetaNeighbor (%s) on %d cells x %d genes", "fast" if fast else "exact", *X.shape)
+        per_batch = np.bincount(
+            [self.batches_.index(b) for b in self.cluster_batches_], minlength=len(self.batches_)
+        )
+        if (per_batch < 2).any():
+            lonely = [b for b, n in zip(self.batches_, per_batch, strict=True) if n < 2]
+            raise ValueError(
+                f"batches {lonely} have a single cluster; MetaNeighbor scores a cluster against the other "
+                "clusters of its batch, so every batch needs at least two (pass cluster_pairs= to skip it)."
+            )
+        sim = metaneighbor(X, self._batch_codes(), self._cluster_codes(), fast=fast)
+        labels = [self.clusters_[i] for i in sim.index]
+        return pd.DataFrame(sim.to_numpy(), index=labels, columns=labels)
+
+    def _best_cross_batch_similarity(self) -> float:
+        S = self.similarity_.to_numpy()
+        cross = np.asarray(self.cluster_batches_)[:, None] != np.asarray(self.cluster_batches_)[None, :]
+        return float(S[cross].max()) if cross.any() else float("nan")
+
+    def _check_pairs(self, cluster_pairs: list | pd.DataFrame) -> list[list[str]]:
+        if isinstance(cluster_pairs, pd.DataFrame):
+            missing = {"cluster_1", "cluster_2"} - set(cluster_pairs.columns)
+            if missing:
+                raise KeyError(f"cluster_pairs lacks the columns {sorted(missing)}.")
+            raw = list(zip(cluster_pairs["cluster_1"], cluster_pairs["cluster_2"], strict=True))
+        else:
+            raw = list(cluster_pairs)
+        pairs = []
+        for pair in raw:
+            if len(pair) != 2:
+                raise ValueError(f"every cluster pair must have two members, got {pair!r}.")
+            a, b = str(pair[0]), str(pair[1])
+            for c in (a, b):
+                if c not in self.clusters_:
+                    raise KeyError(f"cluster {c!r} of cluster_pairs is not a cluster of the data.")
+            if (
+                self.cluster_batches_[self.clusters_.index(a)]
+                == self.cluster_batches_[self.clusters_.index(b)]
+            ):
+                raise ValueError(f"clusters {a!r} and {b!r} are in the same batch; pairs must span batches.")
+            pairs.append([a, b])
+        return pairs
+
+    def _set_scaling(self) -> None:
+        """Per-batch, per-gene minimum and ``1 / (max - min)`` (0 for constant genes, which map to 0)."""
+        X, batches = self._X(), self._batch_codes()
+        for b in range(len(self.batches_)):
+            block = X[batches == b]
+            lo = np.asarray(block.min(axis=0).todense() if sp.issparse(block) else block.min(axis=0)).ravel()
+            hi = np.asarray(block.max(axis=0).todense() if sp.issparse(block) else block.max(axis=0)).ravel()
+            span = hi - lo
+            inv = np.divide(1.0, span, out=np.zeros_like(span, dtype=np.float64), where=span > 0)
+            self.module.feature_min[b] = torch.as_tensor(lo, dtype=torch.float32)
+            self.module.feature_scale[b] = torch.as_tensor(inv, dtype=torch.float32)
+
+    def _pair_codes(self) -> torch.Tensor:
+        index = {c: i for i, c in enumerate(self.clusters_)}
+        codes = [[index[a], index[b]] for a, b in self.cluster_pairs_]
+        return torch.as_tensor(codes, dtype=torch.long).reshape(-1, 2)
+
+    # ---- training -----------------------------------------------------------------------------
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        batch_size: int | None = None,
+        random_state: int = 0,
+        num_threads: int | None = 1,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        **trainer_kwargs: Any,
+    ) -> None:
+        """Train the autoencoder on cluster-balanced minibatches.
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs (the preset's ``max_epochs`` when ``None``); the default preset may stop earlier on a
+            plateau of the loss.
+        batch_size
+            Cells drawn from every cluster per step (the preset's when ``None``).
+        random_state
+            Seed for the weights and every minibatch.
+        num_threads
+            torch CPU threads while training (restored afterwards); ``None`` keeps the current setting.
+        accelerator, devices
+            Lightning device selection (``"auto"`` uses a GPU when there is one).
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer` (for example ``enable_progress_bar=False``, or
+            ``strategy="ddp"`` with several devices).
+        """
+        cfg = self.config
+        epochs = cfg.max_epochs if max_epochs is None else check_int(max_epochs, "max_epochs", 1)
+        batch = cfg.batch_size if batch_size is None else check_int(batch_size, "batch_size", 2)
+        batch_codes, cluster_codes = self._batch_codes(), self._cluster_codes()
+        members = [np.flatnonzero(cluster_codes == c) for c in range(len(self.clusters_))]
+        small = [self.clusters_[c] for c, rows in enumerate(members) if rows.size < batch]
+        if small:
+            logger.info(
+                "clusters %s have fewer cells than a minibatch (%d); their cells repeat", small, batch
+            )
+        steps = epoch_steps(members, batch_codes, batch) if cfg.steps_per_epoch is None else cfg.steps_per_epoch
+        ramp = epochs if cfg.ramp_epochs is None else min(cfg.ramp_epochs, epochs)
+        torch.manual_seed(random_state)
+        with torch.no_grad():
+            generator_state = torch.random.get_rng_state()
+            torch.manual_seed(random_state)
+            self.module.reset_parameters()
+            torch.random.set_rng_state(generator_state)
+        dm = ClusterBalancedDataModule(
+            self._X(), batch_codes, cluster_codes, batch_size=batch, steps_per_epoch=steps,
+            sampler=cfg.sampler, seed=random_state,
+        )  # fmt: skip
+        plan = BERMUDATrainingPlan(
+            self.module, n_clusters=len(self.clusters_), pairs=self._pair_codes(), lr=cfg.lr,
+            weight_decay=cfg.weight_decay, gamma=cfg.gamma, ramp_epochs=ramp,
+            reset_optimizer_each_epoch=cfg.reset_optimizer_each_epoch, lr_halving_epochs=cfg.lr_halving_epochs,
+        )  # fmt: skip
+        callbacks = list(trainer_kwargs.pop("callbacks", []) or [])
+        stopper = None
+        if cfg.early_stopping:
+            stopper = PlateauStopping(start_epoch=ramp, patience=cfg.patience)
+            callbacks.append(stopper)
+        trainer_kwargs.setdefault("log_every_n_steps", 1)
+        trainer_kwargs.setdefault("enable_checkpointing", False)
+        runner = TrainRunner(
+            self, training_plan=plan, data_splitter=dm, max_epochs=epochs, accelerator=accelerator,
+            devices=devices, callbacks=callbacks, **trainer_kwargs,
+        )  # fmt: skip
+        self.module.train()
+        with cpu_training_settings(num_threads):
+            runner()
+        self.module.eval()
+        history = self.history_ or {}
+        self.epochs_trained_ = len(history["train_loss"]) if "train_loss" in history else epochs
+        if stopper is not None and stopper.stopped_epoch is not None:
+            logger.info("BERMUDA: the loss plateaued; stopped after %d epochs", stopper.stopped_epoch)
+        self.is_trained_ = True
+
+    # ---- inference ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def get_latent_representation(
+        self, adata: AnnData | None = None, *, batch_size: int = 4096
+    ) -> np.ndarray:
+        """The code of every cell (the aligned representation), ``n_cells x n_latent``.
+
+        Parameters
+        ----------
+        adata
+            AnnData set up like the training data (same genes; its batches must be among the model's);
+            ``None`` uses the model's AnnData.
+        batch_size
+            Cells encoded at a time.
+        """
+        self._check_if_trained(warn=False)
+        if adata is not None:
+            adata = self._validate_anndata(adata)
+            manager = self.get_anndata_manager(adata, required=True)
+            X = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+            batches = np.asarray(manager.get_from_registry(BATCH_CODE_KEY)).ravel().astype(np.int64)
+        else:
+            X, batches = self._X(), self._batch_codes()
+        device = next(self.module.parameters()).device
+        out = np.empty((X.shape[0], self.module.n_latent), dtype=np.float32)
+        for start in range(0, X.shape[0], batch_size):
+            block = X[start : start + batch_size]
+            block = block.toarray() if sp.issparse(block) else np.asarray(block)
+            x = torch.as_tensor(block, dtype=torch.float32, device=device)
+            b = torch.as_tensor(batches[start : start + batch_size], device=device)
+            out[start : start + block.shape[0]] = self.module.inference(x, b)["z"].cpu().numpy()
+        return out

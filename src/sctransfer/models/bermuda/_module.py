@@ -1,0 +1,123 @@
+"""BERMUDA's autoencoder and loss as a scvi-tools module (tensors only)."""
+
+from __future__ import annotations
+
+import torch
+from scvi import REGISTRY_KEYS
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+from ...kernels._mmd import BERMUDA_BANDWIDTHS, mmd2
+
+BATCH_CODE_KEY = "batch_code"
+CLUSTER_CODE_KEY = "cluster_code"
+
+
+def _init_linear(layer: nn.Linear) -> None:
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.constant_(layer.bias, 0.01)
+
+
+class BERMUDAModule(BaseModuleClass):
+    """Autoencoder ``G - h - d - h - G`` with a linear code and a ReLU output.
+
+    ``n_latent=20`` gives BERMUDA's default network (``h = 200``) and ``n_latent=2`` its 2-d variant
+    (``h = 20``); ``n_hidden`` overrides ``h``. Inputs are min-max scaled per batch and gene with the
+    statistics held in the buffers ``feature_min`` and ``feature_scale`` (one row per batch), so raw
+    log-normalised values go in and the scaled values are reconstructed.
+
+    Parameters
+    ----------
+    n_input
+        Number of genes.
+    n_batches
+        Number of batches (rows of the scaling buffers).
+    n_latent
+        Code dimension.
+    n_hidden
+        Hidden width; ``None`` uses 200 (20 when ``n_latent == 2``).
+    """
+
+    def __init__(
+        self, n_input: int, n_batches: int, *, n_latent: int = 20, n_hidden: int | None = None
+    ) -> None:
+        super().__init__()
+        if n_hidden is None:
+            n_hidden = 20 if n_latent == 2 else 200
+        self.n_input, self.n_latent, self.n_hidden = n_input, n_latent, n_hidden
+        self.encoder = nn.Sequential(nn.Linear(n_input, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_latent))
+        self.decoder = nn.Sequential(
+            nn.Linear(n_latent, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_input), nn.ReLU()
+        )
+        self.register_buffer("feature_min", torch.zeros(n_batches, n_input))
+        self.register_buffer("feature_scale", torch.ones(n_batches, n_input))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and biases of 0.01, as BERMUDA initialises them."""
+        for layer in (*self.encoder, *self.decoder):
+            if isinstance(layer, nn.Linear):
+                _init_linear(layer)
+
+    def scale(self, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Min-max scale ``x`` with the statistics of each cell's batch."""
+        b = batch.long().view(-1)
+        return (x - self.feature_min[b]) * self.feature_scale[b]
+
+    # ---- scvi-tools module interface ------------------------------------------------------------
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"x": tensors[REGISTRY_KEYS.X_KEY], "batch": tensors[BATCH_CODE_KEY]}
+
+    def _get_generative_input(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        return {"z": inference_outputs["z"]}
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scale the inputs and encode them."""
+        x_scaled = self.scale(x, batch)
+        return {"z": self.encoder(x_scaled), "x_scaled": x_scaled}
+
+    @auto_move_data
+    def generative(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Decode codes into scaled expression."""
+        return {"x_hat": self.decoder(z)}
+
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        generative_outputs: dict[str, torch.Tensor],
+        *,
+        n_clusters: int,
+        pairs: torch.Tensor,
+        transfer_weight: float,
+    ) -> LossOutput:
+        """Summed per-cluster reconstruction MSE plus ``transfer_weight`` times the summed pair MMD.
+
+        The minibatch holds the same number of cells from each of ``n_clusters`` clusters, cluster by
+        cluster (row ``k * m + t`` is cell ``t`` of cluster ``k``). ``pairs`` is a ``P x 2`` tensor of
+        cluster codes.
+        """
+        x = inference_outputs["x_scaled"]
+        z = inference_outputs["z"]
+        x_hat = generative_outputs["x_hat"]
+        per_cluster = x.shape[0] // n_clusters
+        sq = (x_hat - x).pow(2).view(n_clusters, per_cluster, -1)
+        reconstruction = sq.mean(dim=(1, 2)).sum()
+        if pairs.numel():
+            codes = z.view(n_clusters, per_cluster, -1)
+            transfer = mmd2(codes[pairs[:, 0]], codes[pairs[:, 1]], BERMUDA_BANDWIDTHS, reduce="sum").sum()
+        else:
+            transfer = z.new_zeros(())
+        total = reconstruction + transfer_weight * transfer
+        return LossOutput(
+            loss=total,
+            reconstruction_loss=reconstruction,
+            n_obs_minibatch=x.shape[0],
+            extra_metrics={
+                "transfer_loss": transfer.detach(),
+                "transfer_weight": torch.tensor(transfer_weight),
+            },
+        )

@@ -1,0 +1,449 @@
+"""``sct.tl.metaneighbor`` and ``sct.tl.bermuda``: cluster similarity across batches and batch alignment."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .._utils._anndata import to_plain
+from .._utils._docs import inject_docs
+from .._utils._logging import logger
+from .._utils._validation import (
+    check_int,
+    check_nonempty,
+    check_obs_key,
+    check_values,
+    get_matrix,
+    looks_like_counts,
+)
+from ..kernels._knn import knn
+from ..kernels._metaneighbor import metaneighbor as _metaneighbor
+
+#: separator between the batch and the cluster in the per-batch cluster labels
+CLUSTER_SEPARATOR = "|"
+
+_DOCS = {
+    "batch_key": """batch_key
+        ``.obs`` column with the batch (dataset, sample) of every cell; at least two batches.""",
+    "layer_lognorm": """layer
+        Layer with the values; ``None`` uses ``.X``. Raw counts are library-size normalised and
+        log-transformed first; other non-negative values are taken as log-normalised expression.""",
+}
+
+
+def _batches(adata: AnnData, batch_key: str) -> pd.Series:
+    batches = check_obs_key(adata, batch_key, "adata", what="batches")
+    if batches.isna().any():
+        raise ValueError(
+            f"adata.obs[{batch_key!r}] has {int(batches.isna().sum())} missing values; every cell needs a batch."
+        )
+    batches = batches.astype(str)
+    counts = batches.value_counts()
+    if counts.size < 2:
+        raise ValueError(
+            f"adata.obs[{batch_key!r}] holds a single batch ({counts.index[0]!r}); aligning needs at least two."
+        )
+    lonely = counts.index[counts < 2].tolist()
+    if lonely:
+        raise ValueError(f"batches {lonely} have a single cell; drop them or merge them into another batch.")
+    return batches
+
+
+def _per_batch_clusters(batches: pd.Series, clusters: pd.Series) -> pd.Series:
+    """``"<batch>|<cluster>"`` labels, so that a cluster never spans two batches."""
+    return (batches.astype(str) + CLUSTER_SEPARATOR + clusters.astype(str)).astype("category")
+
+
+def _log_normalised(X, *, target_sum: float) -> tuple[Any, bool]:
+    """Library-size normalise and ``log1p`` counts; return other values unchanged (as float32)."""
+    if not looks_like_counts(X):
+        return (X.astype(np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)), False
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64)
+        totals = np.asarray(X.sum(axis=1)).ravel()
+        scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+        X = sp.diags(scale) @ X
+        X.data = np.log1p(X.data)
+        return X.astype(np.float32).tocsr(), True
+    X = np.asarray(X, dtype=np.float64)
+    totals = X.sum(axis=1, keepdims=True)
+    X = np.log1p(np.divide(X * target_sum, totals, out=np.zeros_like(X), where=totals > 0))
+    return X.astype(np.float32), True
+
+
+@inject_docs(**_DOCS)
+def metaneighbor(
+    adata: AnnData,
+    *,
+    batch_key: str,
+    cluster_key: str,
+    fast: bool = True,
+    layer: str | None = None,
+    key_added: str = "metaneighbor",
+    copy: bool = False,
+) -> AnnData | None:
+    """Score how well every cluster of a batch is recognised by the clusters of the other batches.
+
+    Unsupervised MetaNeighbor: each cluster of each batch is a node; ``S[i, j]`` is the (symmetrised)
+    AUROC with which similarity to cluster ``j`` picks out the cells of cluster ``i`` within ``i``'s batch.
+    Pairs of clusters with a high score (0.85-0.9 and above) are the same population seen in two batches.
+    Use log-normalised highly variable genes.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes; not changed except for the key below.
+    {batch_key}
+    cluster_key
+        ``.obs`` column with clusters or cell types. A label found in several batches gives one node per
+        batch (``"<batch>|<label>"``).
+    fast
+        ``True`` (default): the low-memory version, linear in the number of cells. ``False``: the exact
+        version (a cell x cell Spearman network, ranked as a whole), which needs about ``16 N^2`` bytes.
+    {layer_lognorm}
+    key_added
+        ``.uns`` key of the result.
+    {copy}
+
+    Returns
+    -------
+    ``None``, or the annotated copy with ``copy=True``. Sets ``.uns[key_added]``, a dict with
+
+    ``"similarity"``
+        ``clusters x clusters`` array (within-batch entries are 0);
+    ``"clusters"``, ``"cluster_batches"``
+        Row/column labels and the batch of each;
+    ``"params"``
+        The parameters of the call.
+    """
+    check_nonempty(adata, "adata")
+    X = get_matrix(adata, layer, "adata")
+    check_values(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
+    batches = _batches(adata, batch_key)
+    raw_clusters = check_obs_key(adata, cluster_key, "adata", what="clusters")
+    if raw_clusters.isna().any():
+        raise ValueError(f"adata.obs[{cluster_key!r}] has missing values; every cell needs a cluster.")
+    nodes = _per_batch_clusters(batches, raw_clusters)
+    Xn, _ = _log_normalised(X, target_sum=1e4)
+    node_codes = nodes.cat.codes.to_numpy().astype(np.int64)
+    batch_codes = pd.Categorical(batches).codes.astype(np.int64)
+    start = time.perf_counter()
+    sim = _metaneighbor(Xn, batch_codes, node_codes, fast=fast)
+    labels = [str(nodes.cat.categories[i]) for i in sim.index]
+    node_batch = dict(zip(nodes.astype(str), batches, strict=True))
+    result = {
+        "similarity": sim.to_numpy(),
+        "clusters": labels,
+        "cluster_batches": [node_batch[c] for c in labels],
+        "params": to_plain(
+            {
+                "batch_key": batch_key,
+                "cluster_key": cluster_key,
+                "fast": fast,
+                "layer": layer,
+                "seconds": time.perf_counter() - start,
+            }
+        ),
+    }
+    target = adata.copy() if copy else adata
+    target.uns[key_added] = result
+    return target if copy else None
+
+
+def similarity_frame(adata: AnnData, key: str = "metaneighbor") -> pd.DataFrame:
+    """The similarity that :func:`metaneighbor` stored under ``.uns[key]`` as a labelled DataFrame."""
+    if key not in adata.uns:
+        raise KeyError(f"adata.uns has no {key!r}; run sct.tl.metaneighbor first.")
+    entry = adata.uns[key]
+    return pd.DataFrame(entry["similarity"], index=entry["clusters"], columns=entry["clusters"])
+
+
+def select_genes(
+    adata: AnnData, batches: pd.Series, *, n_top_genes: int | None, min_cells: int, faithful: bool
+) -> np.ndarray:
+    """Genes detected in ``min_cells`` cells of every batch, restricted to the union of per-batch HVGs."""
+    import scanpy as sc
+
+    X = adata.X
+    detected = np.ones(adata.n_vars, dtype=bool)
+    for b in pd.unique(batches):
+        block = X[(batches == b).to_numpy()]
+        n_cells = np.asarray((block > 0).sum(axis=0)).ravel()
+        detected &= n_cells >= min(min_cells, block.shape[0])
+    if detected.sum() < 2:
+        raise ValueError(
+            f"fewer than two genes are detected in at least {min_cells} cells of every batch; the batches "
+            "share too few genes to align (check that they use the same gene identifiers)."
+        )
+    genes = np.flatnonzero(detected)
+    if not faithful and (n_top_genes is None or genes.size <= n_top_genes):
+        return genes
+    union = np.zeros(genes.size, dtype=bool)
+    for b in pd.unique(batches):
+        sub = AnnData(X[(batches == b).to_numpy()][:, genes])
+        if faithful:
+            # Seurat v2 FindVariableGenes cut-offs: mean 0.1-8, log dispersion above 1
+            sc.pp.highly_variable_genes(sub, flavor="seurat", min_mean=0.1, max_mean=8, min_disp=1)
+        else:
+            sc.pp.highly_variable_genes(sub, flavor="seurat", n_top_genes=min(n_top_genes, genes.size))
+        union |= sub.var["highly_variable"].to_numpy()
+    if union.sum() < 2:
+        raise ValueError(
+            "fewer than two highly variable genes were found; pass n_top_genes=None to use all genes."
+        )
+    return genes[union]
+
+
+def snn_leiden(
+    pcs: np.ndarray, *, n_neighbors: int, resolution: float, random_state: int, prune: float = 1 / 15
+) -> np.ndarray:
+    """Leiden (modularity) clusters of a shared-nearest-neighbour graph, as Seurat builds it.
+
+    Every cell's ``n_neighbors`` nearest cells (itself included, Euclidean) form its neighbourhood; two
+    cells are linked with the Jaccard overlap of their neighbourhoods, and links under ``prune`` are
+    dropped.
+    """
+    import random
+
+    import igraph
+
+    n = pcs.shape[0]
+    k = min(n_neighbors, n)
+    idx = knn(np.ascontiguousarray(pcs, dtype=np.float64), np.ascontiguousarray(pcs, dtype=np.float64), k=k,
+              metric="euclidean").indices  # fmt: skip
+    A = sp.csr_matrix((np.ones(idx.size), idx.ravel(), np.arange(0, idx.size + 1, k)), shape=(n, n))
+    shared = (A @ A.T).tocoo()
+    jaccard = shared.data / (2 * k - shared.data)
+    keep = (shared.row < shared.col) & (jaccard >= prune)
+    graph = igraph.Graph(n=n, edges=list(zip(shared.row[keep], shared.col[keep], strict=True)))
+    state = random.getstate()
+    random.seed(random_state)  # igraph draws from Python's random module
+    try:
+        parts = graph.community_leiden(
+            objective_function="modularity", weights=jaccard[keep], resolution=resolution, n_iterations=-1
+        )
+    finally:
+        random.setstate(state)
+    return np.asarray(parts.membership)
+
+
+def cluster_batches(
+    adata: AnnData,
+    batches: pd.Series,
+    *,
+    resolution: float,
+    n_pcs: int,
+    n_neighbors: int,
+    random_state: int,
+) -> pd.Series:
+    """Clusters of every batch on its own, labelled ``"<batch>|<k>"``.
+
+    Per batch: genes scaled to unit variance (clipped at 10), a PCA, and :func:`snn_leiden`.
+    """
+    import scanpy as sc
+
+    labels = pd.Series(index=adata.obs_names, dtype=object)
+    for b in pd.unique(batches):
+        rows = (batches == b).to_numpy()
+        sub = AnnData(adata.X[rows].toarray() if sp.issparse(adata.X) else np.array(adata.X[rows]))
+        n = sub.n_obs
+        if n < 3:
+            labels[rows] = f"{b}{CLUSTER_SEPARATOR}0"
+            continue
+        sc.pp.scale(sub, max_value=10)
+        n_comps = max(1, min(n_pcs, n - 1, sub.n_vars - 1))
+        sc.pp.pca(sub, n_comps=n_comps, random_state=random_state)
+        membership = snn_leiden(
+            sub.obsm["X_pca"], n_neighbors=n_neighbors, resolution=resolution, random_state=random_state
+        )
+        labels[rows] = [f"{b}{CLUSTER_SEPARATOR}{k}" for k in membership]
+    return labels.astype("category")
+
+
+@inject_docs(**_DOCS)
+def bermuda(
+    adata: AnnData,
+    *,
+    batch_key: str,
+    cluster_key: str | None = None,
+    layer: str | None = None,
+    n_top_genes: int | None = 2000,
+    min_cells: int = 5,
+    resolution: float = 0.6,
+    n_pcs: int = 20,
+    n_neighbors: int = 30,
+    similarity_threshold: float = 0.85,
+    metaneighbor: Literal["auto", "exact", "fast"] = "auto",
+    allow_no_pairs: bool = False,
+    faithful: bool = False,
+    max_epochs: int | None = None,
+    key_added: str = "bermuda",
+    random_state: int = 0,
+    copy: bool = False,
+    **train_kwargs: Any,
+) -> AnnData | None:
+    """Align batches with BERMUDA and store the aligned embedding.
+
+    The pipeline:
+
+    1. counts are library-size normalised and log-transformed (log-normalised input is used as is);
+    2. genes detected in ``min_cells`` cells of every batch, restricted to the union of each batch's
+       ``n_top_genes`` highly variable genes;
+    3. every batch is clustered on its own (Leiden on a shared-nearest-neighbour graph of a PCA of the
+       scaled genes, as Seurat clusters) unless ``cluster_key`` gives the clusters;
+    4. MetaNeighbor scores the clusters across batches and the pairs above ``similarity_threshold``
+       are matched (each cluster's best hit in every other batch);
+    5. :class:`sctransfer.models.BERMUDA` trains an autoencoder on per-batch min-max scaled expression,
+       with the MMD between the codes of matched clusters; the code is the aligned embedding.
+
+    Use it like a PCA: ``sc.pp.neighbors(adata, use_rep="X_bermuda")``, then UMAP or clustering.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes of all batches (counts or log-normalised). Not changed except for the keys below.
+    {batch_key}
+    cluster_key
+        ``.obs`` column with clusters or cell types to match across batches (a label present in several
+        batches is a separate cluster in each). ``None`` clusters every batch with Leiden.
+    {layer_lognorm}
+    n_top_genes
+        Highly variable genes per batch (Seurat flavour); ``None`` uses every detected gene.
+    min_cells
+        A gene is kept when detected in at least this many cells of every batch.
+    resolution, n_pcs, n_neighbors
+        Leiden resolution, principal components and neighbours of the per-batch clustering
+        (BERMUDA: resolution 0.6 on 20 PCs).
+    similarity_threshold
+        Least MetaNeighbor AUROC of a matched pair (BERMUDA's ``S_thr``; 0.85-0.9).
+    metaneighbor
+        ``"exact"``, ``"fast"`` (low-memory) or ``"auto"`` (exact up to 10,000 cells).
+    allow_no_pairs
+        When no pair reaches the threshold, train with the reconstruction loss alone instead of raising.
+    faithful
+        Reproduce the reference implementation: 2000 epochs, Adam re-created every epoch, learning rate
+        halved every 200 epochs, oversampled clusters, Seurat v2 variable-gene cut-offs and counts per
+        million. The default trains with one optimiser and stops on a plateau of the loss.
+    max_epochs
+        Training epochs (``None``: the preset's).
+    key_added
+        Name of the results (see Returns).
+    {random_state}
+    {copy}
+    **train_kwargs
+        Passed to :meth:`sctransfer.models.BERMUDA.train` (for example ``enable_progress_bar=False``,
+        ``accelerator="gpu"``) or, when they are fields of
+        :class:`~sctransfer.models.bermuda.BERMUDAConfig`, to the model.
+
+    Returns
+    -------
+    ``None``, or the annotated copy with ``copy=True``. Sets
+
+    ``.obsm[f"X_{{key_added}}"]``
+        The aligned embedding (``n_cells x 20``).
+    ``.obs[f"{{key_added}}_cluster"]``
+        The per-batch clusters that were matched (``"<batch>|<cluster>"``).
+    ``.uns[key_added]``
+        ``"params"``; ``"cluster_pairs"`` (matched pairs of cluster labels); ``"similarity"``,
+        ``"clusters"`` and ``"cluster_batches"`` (the MetaNeighbor matrix and its labels);
+        ``"genes"`` (the genes used); ``"epochs_trained"`` and ``"seconds"``.
+    """
+    from ..models.bermuda import BERMUDA
+    from ..models.bermuda._model import BERMUDAConfig
+
+    start = time.perf_counter()
+    check_nonempty(adata, "adata")
+    X = get_matrix(adata, layer, "adata")
+    check_values(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
+    batches = _batches(adata, batch_key)
+    if cluster_key is not None:
+        raw_clusters = check_obs_key(adata, cluster_key, "adata", what="clusters")
+        if raw_clusters.isna().any():
+            raise ValueError(f"adata.obs[{cluster_key!r}] has missing values; every cell needs a cluster.")
+    min_cells = check_int(min_cells, "min_cells", 1)
+    if n_top_genes is not None:
+        n_top_genes = check_int(n_top_genes, "n_top_genes", 2)
+    if not 0 < similarity_threshold <= 1:
+        raise ValueError(f"similarity_threshold must be in (0, 1], got {similarity_threshold!r}.")
+    config_fields = {f for f in BERMUDAConfig.__dataclass_fields__}
+    model_kwargs = {k: train_kwargs.pop(k) for k in list(train_kwargs) if k in config_fields}
+
+    Xn, normalised = _log_normalised(X, target_sum=1e6 if faithful else 1e4)
+    work = AnnData(Xn, obs=pd.DataFrame({"batch": batches.to_numpy()}, index=adata.obs_names.astype(str)))
+    genes = select_genes(work, batches, n_top_genes=n_top_genes, min_cells=min_cells, faithful=faithful)
+    work = work[:, genes].copy()
+    logger.info("BERMUDA: %d genes, %d cells in %d batches", genes.size, work.n_obs, batches.nunique())
+    if cluster_key is None:
+        clusters = cluster_batches(
+            work,
+            batches,
+            resolution=resolution,
+            n_pcs=n_pcs,
+            n_neighbors=n_neighbors,
+            random_state=random_state,
+        )
+    else:
+        clusters = _per_batch_clusters(batches, raw_clusters)
+    work.obs["cluster"] = pd.Categorical(np.asarray(clusters, dtype=str))
+    per_batch = work.obs.groupby(batches.to_numpy(), observed=True)["cluster"].nunique()
+    lonely = per_batch.index[per_batch < 2].tolist()
+    if lonely:
+        advice = (
+            "raise resolution or lower n_neighbors"
+            if cluster_key is None
+            else f"check adata.obs[{cluster_key!r}]"
+        )
+        raise ValueError(
+            f"batches {lonely} have a single cluster; MetaNeighbor scores each cluster against the other "
+            f"clusters of its batch, so every batch needs at least two: {advice}."
+        )
+    BERMUDA.setup_anndata(work, batch_key="batch", cluster_key="cluster")
+    model = BERMUDA(
+        work, similarity_threshold=similarity_threshold, metaneighbor=metaneighbor,
+        allow_no_pairs=allow_no_pairs, faithful=faithful, **model_kwargs,
+    )  # fmt: skip
+    model.train(max_epochs=max_epochs, random_state=random_state, **train_kwargs)
+    latent = model.get_latent_representation()
+
+    sim = model.similarity_
+    result = {
+        "params": to_plain(
+            {
+                "batch_key": batch_key,
+                "cluster_key": cluster_key,
+                "layer": layer,
+                "n_top_genes": n_top_genes,
+                "min_cells": min_cells,
+                "resolution": resolution,
+                "n_pcs": n_pcs,
+                "n_neighbors": n_neighbors,
+                "similarity_threshold": similarity_threshold,
+                "metaneighbor": metaneighbor,
+                "allow_no_pairs": allow_no_pairs,
+                "faithful": faithful,
+                "max_epochs": max_epochs,
+                "random_state": random_state,
+                "normalised_counts": normalised,
+                "config": model.config_,
+            }
+        ),
+        "cluster_pairs": [list(p) for p in model.cluster_pairs_],
+        "clusters": list(model.clusters_),
+        "cluster_batches": list(model.cluster_batches_),
+        "genes": [str(g) for g in adata.var_names[genes]],
+        "epochs_trained": int(model.epochs_trained_),
+        "seconds": time.perf_counter() - start,
+    }
+    if sim is not None:
+        result["similarity"] = sim.to_numpy()
+    target = adata.copy() if copy else adata
+    target.obsm[f"X_{key_added}"] = latent
+    target.obs[f"{key_added}_cluster"] = pd.Categorical(work.obs["cluster"].astype(str).to_numpy())
+    target.uns[key_added] = result
+    logger.info("BERMUDA: done in %.1f s (%d epochs)", result["seconds"], result["epochs_trained"])
+    return target if copy else None

@@ -1,0 +1,209 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import torch
+
+import sctransfer as sct
+from sctransfer.kernels import mmd2
+from sctransfer.kernels._mmd import BERMUDA_BANDWIDTHS
+from sctransfer.models.bermuda import DEFAULT, FAITHFUL, BERMUDAModule
+from sctransfer.models.bermuda._data import ClusterBalancedDataModule, epoch_steps, oversample_clusters
+from sctransfer.models.bermuda._plan import BERMUDATrainingPlan, transfer_weight
+
+QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
+
+
+def batched_data(n_cells=300, seed=0):
+    """Log-normalised simulated cells of 3 types in 2 batches, clusters = batch|type."""
+    rna, _ = sct.datasets.simulate_multiome(
+        n_cells=n_cells, n_genes=60, n_types=3, n_batches=2, random_state=seed
+    )
+    sc.pp.normalize_total(rna, target_sum=1e4)
+    sc.pp.log1p(rna)
+    rna.obs["cluster"] = (rna.obs["batch"].astype(str) + "|" + rna.obs["cell_type"].astype(str)).astype(
+        "category"
+    )
+    return rna
+
+
+@pytest.fixture
+def adata():
+    data = batched_data()
+    sct.models.BERMUDA.setup_anndata(data, batch_key="batch", cluster_key="cluster")
+    return data
+
+
+def test_presets_follow_the_reference_and_the_fixes():
+    assert FAITHFUL.max_epochs == 2000 and FAITHFUL.batch_size == 50
+    assert FAITHFUL.reset_optimizer_each_epoch and FAITHFUL.lr_halving_epochs == 200
+    assert FAITHFUL.weight_decay == 5e-5 and FAITHFUL.lr == 1e-3 and FAITHFUL.sampler == "oversample"
+    assert (
+        not DEFAULT.reset_optimizer_each_epoch and DEFAULT.early_stopping and DEFAULT.sampler == "replacement"
+    )
+
+
+def test_module_architecture_and_init():
+    module = BERMUDAModule(n_input=30, n_batches=2)
+    shapes = [tuple(m.weight.shape) for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    assert shapes == [(200, 30), (20, 200), (200, 20), (30, 200)]
+    assert isinstance(module.decoder[-1], torch.nn.ReLU)
+    assert isinstance(module.encoder[-1], torch.nn.Linear)  # linear code
+    assert all(torch.all(m.bias == 0.01) for m in module.modules() if isinstance(m, torch.nn.Linear))
+    small = BERMUDAModule(n_input=30, n_batches=2, n_latent=2)
+    assert [tuple(m.weight.shape) for m in small.modules() if isinstance(m, torch.nn.Linear)][:2] == [
+        (20, 30),
+        (2, 20),
+    ]
+
+
+def test_loss_sums_cluster_mse_and_pair_mmd():
+    torch.manual_seed(0)
+    module = BERMUDAModule(n_input=8, n_batches=2, n_latent=3)
+    n_clusters, per = 3, 5
+    x = torch.rand(n_clusters * per, 8)
+    batch = torch.tensor([0] * 10 + [1] * 5)
+    tensors = {"X": x, "batch_code": batch}
+    pairs = torch.tensor([[0, 2], [1, 2]])
+    inf, gen, out = module(
+        tensors, loss_kwargs={"n_clusters": n_clusters, "pairs": pairs, "transfer_weight": 0.5}
+    )
+    xs, z, xh = inf["x_scaled"], inf["z"], gen["x_hat"]
+    rec = sum(((xh[k * per : (k + 1) * per] - xs[k * per : (k + 1) * per]) ** 2).mean() for k in range(3))
+    zc = z.view(3, per, -1)
+    tr = sum(mmd2(zc[a], zc[b], BERMUDA_BANDWIDTHS, reduce="sum") for a, b in pairs.tolist())
+    torch.testing.assert_close(out.reconstruction_loss_sum, rec)
+    torch.testing.assert_close(out.extra_metrics["transfer_loss"], tr.detach())
+    torch.testing.assert_close(out.loss, rec + 0.5 * tr)
+
+
+def test_transfer_weight_ramp():
+    assert transfer_weight(0, 100, 1.0) == 0.0
+    assert transfer_weight(100, 100, 1.0) == pytest.approx(2 / (1 + math.exp(-10)) - 1)
+    assert transfer_weight(50, 100, 2.0) == pytest.approx(2 * (2 / (1 + math.exp(-5)) - 1))
+
+
+def test_samplers_balance_clusters_and_are_deterministic():
+    batch_codes = np.array([0] * 130 + [1] * 20)
+    cluster_codes = np.array([0] * 100 + [1] * 30 + [2] * 20)
+    X = np.arange(150, dtype=np.float32)[:, None].repeat(2, axis=1)
+    for sampler in ("replacement", "oversample"):
+        dm = ClusterBalancedDataModule(
+            X, batch_codes, cluster_codes, batch_size=50, steps_per_epoch=2, sampler=sampler, seed=3
+        )
+        batch = next(iter(dm.train_dataloader()))
+        assert batch["X"].shape == (150, 2)
+        assert batch["cluster_code"].tolist() == [0] * 50 + [1] * 50 + [2] * 50
+        again = next(iter(ClusterBalancedDataModule(
+            X, batch_codes, cluster_codes, batch_size=50, steps_per_epoch=2, sampler=sampler, seed=3
+        ).train_dataloader()))  # fmt: skip
+        torch.testing.assert_close(batch["X"], again["X"])
+    members = [np.flatnonzero(cluster_codes == c) for c in range(3)]
+    pools = oversample_clusters(members, batch_codes, 50, seed=0)
+    # oversampled to the batch's largest cluster, and to at least one minibatch
+    assert [p.size for p in pools] == [100, 100, 50]
+    assert set(pools[2]) == set(members[2])
+    assert epoch_steps(members, batch_codes, 50) == 2
+
+
+def test_oversample_reads_chunks_without_replacement_within_a_cycle():
+    batch_codes = np.zeros(100, dtype=int)
+    dm = ClusterBalancedDataModule(
+        np.zeros((100, 1)), batch_codes, np.r_[np.zeros(50, int), np.ones(50, int)], batch_size=25,
+        steps_per_epoch=2, sampler="oversample", seed=0,
+    )  # fmt: skip
+    first, second = dm.cluster_rows(0, 0), dm.cluster_rows(0, 1)
+    assert len(set(first) | set(second)) == 50  # one pass over the pool = every cell once
+
+
+def test_plan_resets_adam_and_halves_lr():
+    module = BERMUDAModule(n_input=4, n_batches=2)
+    plan = BERMUDATrainingPlan(
+        module, n_clusters=2, pairs=torch.zeros((0, 2)), lr=1e-3, weight_decay=5e-5, gamma=1.0, ramp_epochs=10,
+        reset_optimizer_each_epoch=True, lr_halving_epochs=3,
+    )  # fmt: skip
+    conf = plan.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(7):
+        lrs.append(opt.param_groups[0]["lr"])
+        sched.step()
+    # epoch e (from 1) runs at 1e-3 / 2 ** (e // 3)
+    np.testing.assert_allclose(lrs, [1e-3 / 2 ** (e // 3) for e in range(1, 8)])
+
+
+def test_model_trains_saves_loads_and_is_deterministic(adata, tmp_path):
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8)
+    assert model.cluster_pairs_, "the simulated batches share their types: pairs expected"
+    model.train(max_epochs=8, random_state=1, **QUIET)
+    loss = model.history["train_loss"]["train_loss"].to_numpy(dtype=float)
+    assert loss[-1] < loss[0]
+    z = model.get_latent_representation()
+    assert z.shape == (adata.n_obs, 20) and np.isfinite(z).all()
+
+    again = sct.models.BERMUDA(adata, similarity_threshold=0.8)
+    again.train(max_epochs=8, random_state=1, **QUIET)
+    np.testing.assert_array_equal(again.get_latent_representation(), z)
+
+    model.save(tmp_path / "bermuda", overwrite=True)
+    loaded = sct.models.BERMUDA.load(tmp_path / "bermuda", adata=adata)
+    assert loaded.cluster_pairs_ == model.cluster_pairs_
+    np.testing.assert_allclose(loaded.get_latent_representation(), z, rtol=1e-6, atol=1e-6)
+
+
+def test_faithful_preset_trains(adata):
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8, faithful=True)
+    model.train(max_epochs=3, **QUIET)
+    assert model.epochs_trained_ == 3
+    assert np.isfinite(model.get_latent_representation()).all()
+
+
+def test_early_stopping_stops_on_a_plateau(adata):
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8, ramp_epochs=2, patience=1, lr=1e-7)
+    model.train(max_epochs=50, **QUIET)
+    assert model.epochs_trained_ < 50
+
+
+def test_small_clusters_are_oversampled_not_a_crash(adata):
+    # every cluster here has about 50 cells; a minibatch of 120 is larger than all of them
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8, batch_size=120)
+    model.train(max_epochs=2, **QUIET)
+    assert np.isfinite(model.get_latent_representation()).all()
+
+
+def test_no_pair_above_threshold_says_what_to_do(adata):
+    with pytest.raises(ValueError, match="lower similarity_threshold"):
+        sct.models.BERMUDA(adata, cluster_pairs=None, similarity_threshold=1.0 + 1e-9)
+    model = sct.models.BERMUDA(adata, similarity_threshold=1.0 + 1e-9, allow_no_pairs=True)
+    assert model.cluster_pairs_ == []
+    model.train(max_epochs=2, **QUIET)
+
+
+def test_explicit_pairs_are_checked(adata):
+    clusters = list(adata.obs["cluster"].cat.categories)
+    with pytest.raises(KeyError, match="not a cluster"):
+        sct.models.BERMUDA(adata, cluster_pairs=[["nope", clusters[0]]])
+    same_batch = [c for c in clusters if c.startswith("batch_0")][:2]
+    with pytest.raises(ValueError, match="same batch"):
+        sct.models.BERMUDA(adata, cluster_pairs=[same_batch])
+    frame = pd.DataFrame({"cluster_1": [clusters[0]], "cluster_2": [clusters[-1]]})
+    assert sct.models.BERMUDA(adata, cluster_pairs=frame).cluster_pairs_ == [[clusters[0], clusters[-1]]]
+
+
+def test_bad_layouts_are_refused():
+    data = batched_data()
+    data.obs["mixed"] = data.obs["cell_type"]  # the same cluster in both batches
+    sct.models.BERMUDA.setup_anndata(data, batch_key="batch", cluster_key="mixed")
+    with pytest.raises(ValueError, match="must lie in one batch"):
+        sct.models.BERMUDA(data)
+    one = batched_data()
+    one.obs["batch"] = "only"
+    sct.models.BERMUDA.setup_anndata(one, batch_key="batch", cluster_key="cluster")
+    with pytest.raises(ValueError, match="at least two"):
+        sct.models.BERMUDA(one)
+    with pytest.raises(ValueError, match="unknown BERMUDA settings"):
+        data2 = batched_data()
+        sct.models.BERMUDA.setup_anndata(data2, batch_key="batch", cluster_key="cluster")
+        sct.models.BERMUDA(data2, n_layers=3)

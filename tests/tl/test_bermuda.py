@@ -1,0 +1,160 @@
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import sctransfer as sct
+from sctransfer.kernels import metaneighbor as kernel_metaneighbor
+from tests.conftest import assert_unchanged, snapshot
+
+FAST = {"enable_progress_bar": False, "enable_model_summary": False}
+
+
+@pytest.fixture
+def counts():
+    rna, _ = sct.datasets.simulate_multiome(n_cells=300, n_genes=80, n_types=3, n_batches=2, random_state=0)
+    return rna
+
+
+def test_metaneighbor_verb_matches_the_kernel(counts):
+    before = snapshot(counts)
+    sct.tl.metaneighbor(counts, batch_key="batch", cluster_key="cell_type", fast=False)
+    entry = counts.uns["metaneighbor"]
+    assert entry["clusters"][0].startswith("batch_0|")
+    assert len(entry["clusters"]) == 6 and entry["similarity"].shape == (6, 6)
+    X = counts.X.toarray()
+    X = np.log1p(X / X.sum(1, keepdims=True) * 1e4)
+    nodes = (counts.obs["batch"].astype(str) + "|" + counts.obs["cell_type"].astype(str)).astype("category")
+    want = kernel_metaneighbor(X, counts.obs["batch"].cat.codes.to_numpy().astype(int),
+                               nodes.cat.codes.to_numpy().astype(int), fast=False)  # fmt: skip
+    np.testing.assert_allclose(entry["similarity"], want.to_numpy(), atol=1e-6)
+    # the same type in two batches is the best match
+    S = sct.tl._bermuda.similarity_frame(counts)
+    assert S.loc["batch_0|type_1"].idxmax() == "batch_1|type_1"
+    del counts.uns["metaneighbor"]
+    assert_unchanged(counts, before)
+
+
+def test_bermuda_writes_documented_keys_only(counts, tmp_path):
+    before = snapshot(counts)
+    sct.tl.bermuda(counts, batch_key="batch", n_neighbors=10, max_epochs=5, **FAST)
+    Z = counts.obsm["X_bermuda"]
+    assert Z.shape == (counts.n_obs, 20) and np.isfinite(Z).all()
+    clusters = counts.obs["bermuda_cluster"]
+    assert all(str(c).split("|")[0] in {"batch_0", "batch_1"} for c in clusters.cat.categories)
+    info = counts.uns["bermuda"]
+    assert info["params"]["batch_key"] == "batch" and info["params"]["normalised_counts"] is True
+    assert info["epochs_trained"] == 5 and len(info["genes"]) > 0
+    assert all(len(p) == 2 for p in info["cluster_pairs"])
+    counts.write_h5ad(tmp_path / "out.h5ad")  # params are plain types
+    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert back.uns["bermuda"]["params"]["config"]["batch_size"] == 50
+    del counts.obsm["X_bermuda"], counts.obs["bermuda_cluster"], counts.uns["bermuda"]
+    assert_unchanged(counts, before)
+
+
+def test_bermuda_with_given_clusters_copy_and_determinism(counts):
+    before = snapshot(counts)
+    out = sct.tl.bermuda(counts, batch_key="batch", cluster_key="cell_type", max_epochs=4, copy=True, **FAST)
+    assert_unchanged(counts, before)
+    assert set(out.obs["bermuda_cluster"].cat.categories) == {
+        f"batch_{b}|type_{t}" for b in range(2) for t in range(3)
+    }
+    again = sct.tl.bermuda(
+        counts, batch_key="batch", cluster_key="cell_type", max_epochs=4, copy=True, **FAST
+    )
+    np.testing.assert_array_equal(out.obsm["X_bermuda"], again.obsm["X_bermuda"])
+    pairs = {tuple(sorted(p)) for p in out.uns["bermuda"]["cluster_pairs"]}
+    assert ("batch_0|type_0", "batch_1|type_0") in pairs
+
+
+def test_bermuda_aligns_batches_better_than_no_correction(counts):
+    import scanpy as sc
+
+    sct.tl.bermuda(counts, batch_key="batch", cluster_key="cell_type", max_epochs=200, **FAST)
+    base = counts.copy()
+    sc.pp.normalize_total(base, target_sum=1e4)
+    sc.pp.log1p(base)
+    sc.pp.pca(base, n_comps=20, random_state=0)
+    batches = counts.obs["batch"].to_numpy()
+    types = counts.obs["cell_type"].to_numpy()
+    mixed = sct.metrics.batch_mixing_entropy(counts.obsm["X_bermuda"], batches)
+    raw = sct.metrics.batch_mixing_entropy(base.obsm["X_pca"], batches)
+    assert mixed > raw + 0.1
+    # the cell types stay as separable as in the uncorrected PCA
+    purity = sct.metrics.knn_purity(counts.obsm["X_bermuda"], types)
+    assert purity > sct.metrics.knn_purity(base.obsm["X_pca"], types) - 0.05
+
+
+def test_bermuda_accepts_lognormalised_input(counts):
+    import scanpy as sc
+
+    sc.pp.normalize_total(counts, target_sum=1e4)
+    sc.pp.log1p(counts)
+    sct.tl.bermuda(counts, batch_key="batch", cluster_key="cell_type", max_epochs=2, **FAST)
+    assert counts.uns["bermuda"]["params"]["normalised_counts"] is False
+
+
+def _bad(counts, case):
+    if case == "missing batch key":
+        return counts, {"batch_key": "nope"}, KeyError, "not found"
+    if case == "one batch":
+        counts.obs["batch"] = "b"
+        return counts, {"batch_key": "batch"}, ValueError, "single batch"
+    if case == "single-cell batch":
+        counts.obs["batch"] = counts.obs["batch"].astype(str)
+        counts.obs.iloc[0, counts.obs.columns.get_loc("batch")] = "lonely"
+        return counts, {"batch_key": "batch"}, ValueError, "single cell"
+    if case == "NaN values":
+        X = counts.X.toarray()
+        X[0, 0] = np.nan
+        counts.X = sp.csr_matrix(X)
+        return counts, {"batch_key": "batch"}, ValueError, "NaN"
+    if case == "negative values":
+        X = counts.X.toarray()
+        X[0, 0] = -1
+        counts.X = sp.csr_matrix(X)
+        return counts, {"batch_key": "batch"}, ValueError, "negative"
+    if case == "missing cluster key":
+        return counts, {"batch_key": "batch", "cluster_key": "nope"}, KeyError, "not found"
+    if case == "single cluster in a batch":
+        counts.obs["one"] = "c"
+        return counts, {"batch_key": "batch", "cluster_key": "one"}, ValueError, "single cluster"
+    if case == "no pair above threshold":
+        return (
+            counts,
+            {"batch_key": "batch", "cluster_key": "cell_type", "similarity_threshold": 1.0},
+            None,
+            None,
+        )
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing batch key", "one batch", "single-cell batch", "NaN values", "negative values", "missing cluster key",
+     "single cluster in a batch"],
+)  # fmt: skip
+def test_bermuda_bad_input(counts, case):
+    adata, kwargs, error, match = _bad(counts, case)
+    before = snapshot(adata)
+    with pytest.raises(error, match=match):
+        sct.tl.bermuda(adata, max_epochs=1, n_neighbors=10, **kwargs, **FAST)
+    assert_unchanged(adata, before)
+
+
+def test_no_pair_above_threshold_is_explained_or_allowed(counts):
+    # shuffle the types within one batch so that no cluster of batch_1 matches batch_0 well
+    rng = np.random.default_rng(0)
+    mask = (counts.obs["batch"] == "batch_1").to_numpy()
+    counts.obs["noise"] = counts.obs["cell_type"].astype(str)
+    counts.obs.loc[mask, "noise"] = rng.permutation(counts.obs.loc[mask, "noise"].to_numpy())
+    before = snapshot(counts)
+    with pytest.raises(ValueError, match="lower similarity_threshold"):
+        sct.tl.bermuda(counts, batch_key="batch", cluster_key="noise", similarity_threshold=0.99, **FAST)
+    assert_unchanged(counts, before)
+    sct.tl.bermuda(
+        counts, batch_key="batch", cluster_key="noise", similarity_threshold=0.99, allow_no_pairs=True,
+        max_epochs=1, **FAST,
+    )  # fmt: skip
+    assert counts.uns["bermuda"]["cluster_pairs"] == []
