@@ -9,9 +9,11 @@ Protocol:
   regression on per-dataset z-scored shared genes, and the foundation's kNN label transfer
   (``sct.tl.label_transfer(method="knn", normalize=False)``). Target labels are used only for scoring;
   rejected cells count as wrong for accuracy and macro-F1.
-- seeds: the CaSTLe default is also run with ``random_state`` 0-4 (its detection matching draws at random).
-- rejection: one coarse type at a time is removed from the pbmc3k source; the table gives the fraction of
-  Kang cells of that type that CaSTLe rejects ("Not Classified") against the fraction of the other cells.
+- seeds: the CaSTLe default (with and without self-training) is also run with ``random_state`` 0-4 (its
+  detection matching draws at random).
+- rejection: in both directions, one coarse type at a time is removed from the source; the table gives the
+  fraction of target cells of that type that CaSTLe rejects ("Not Classified") against the fraction of the
+  other target cells.
 
     python benchmarks/castle.py            # writes benchmarks/results/castle.json
 """
@@ -63,10 +65,21 @@ CASTLE_VARIANTS = {
     "CaSTLe default, multiclass": {"mode": "multiclass"},
     "CaSTLe default without detection matching": {"match_detection": False},
     "CaSTLe default without class weights": {"class_weight": "none"},
+    "CaSTLe default + self-training (1 round)": {"self_training": 1},
+    "CaSTLe default + self-training (2 rounds)": {"self_training": 2},
     "CaSTLe reference (one-vs-rest)": {"reference": True},
     "CaSTLe reference, multiclass": {"reference": True, "mode": "multiclass"},
 }
 REJECTION_TYPES = ["B", "CD4 T", "CD8 T", "Mono", "NK"]
+REJECTION_PRESETS = {
+    "default": {},
+    "default + self-training (1 round)": {"self_training": 1},
+    "reference": {"reference": True},
+}
+SEED_VARIANTS = {
+    "CaSTLe default (one-vs-rest, threshold 0.5)": {},
+    "CaSTLe default + self-training (1 round)": {"self_training": 1},
+}
 
 
 def load_data():
@@ -199,56 +212,66 @@ def main() -> None:
 
     # seed spread of the default (detection matching draws at random)
     seeds = []
-    for direction, source, target, y_source, y_target in directions(data, labels, "coarse"):
-        accs, f1s, rejected = [], [], []
-        for seed in range(args.seeds):
-            pred, _, _ = run_castle(source, target, y_source, random_state=seed)
-            s = score(y_target, pred, y_source)
-            accs.append(s["accuracy"])
-            f1s.append(s["macro_f1"])
-            rejected.append(s["fraction_rejected"])
-        seeds.append(
-            {
-                "direction": direction,
-                "level": "coarse",
-                "method": "CaSTLe default (one-vs-rest, threshold 0.5)",
-                "random_state": list(range(args.seeds)),
-                "accuracy": accs,
-                "macro_f1": f1s,
-                "fraction_rejected": rejected,
-            }
-        )
+    for method, kw in SEED_VARIANTS.items():
+        for direction, source, target, y_source, y_target in directions(data, labels, "coarse"):
+            accs, f1s, rejected = [], [], []
+            for seed in range(args.seeds):
+                pred, _, _ = run_castle(source, target, y_source, random_state=seed, **kw)
+                s = score(y_target, pred, y_source)
+                accs.append(s["accuracy"])
+                f1s.append(s["macro_f1"])
+                rejected.append(s["fraction_rejected"])
+            seeds.append(
+                {
+                    "direction": direction,
+                    "level": "coarse",
+                    "method": method,
+                    "random_state": list(range(args.seeds)),
+                    "accuracy": accs,
+                    "macro_f1": f1s,
+                    "fraction_rejected": rejected,
+                }
+            )
 
     # wall time of the default on a (possibly shared) machine: several runs
     timings = []
-    for direction, source, target, y_source, _ in directions(data, labels, "coarse"):
-        times = [run_castle(source, target, y_source)[1] for _ in range(N_TIMINGS)]
-        timings.append({"direction": direction, "level": "coarse", "n_jobs": N_JOBS, "seconds": times})
+    for method, kw in SEED_VARIANTS.items():
+        for direction, source, target, y_source, _ in directions(data, labels, "coarse"):
+            times = [run_castle(source, target, y_source, **kw)[1] for _ in range(N_TIMINGS)]
+            timings.append(
+                {
+                    "direction": direction,
+                    "level": "coarse",
+                    "method": method,
+                    "n_jobs": N_JOBS,
+                    "seconds": times,
+                }
+            )
 
     # rejection: remove one type from the source
     rejection = []
-    direction, source, target, y_source, y_target = next(directions(data, labels, "coarse"))
-    for removed in REJECTION_TYPES:
-        keep = y_source != removed
-        for preset, kw in (("default", {}), ("reference", {"reference": True})):
-            pred, _, _ = run_castle(subset(source, keep), target, y_source[keep], **kw)
-            rejected = pred == "Not Classified"
-            is_removed = y_target == removed
-            rejection.append(
-                {
-                    "direction": direction,
-                    "removed_type": removed,
-                    "preset": preset,
-                    "n_removed_type_in_target": int(is_removed.sum()),
-                    "rejected_removed_type": float(rejected[is_removed].mean()),
-                    "rejected_other_types": float(rejected[~is_removed].mean()),
-                    "removed_type_called_as": {
-                        str(k): int(v)
-                        for k, v in zip(*np.unique(pred[is_removed], return_counts=True), strict=True)
-                    },
-                }
-            )
-        print(f"done: rejection, {removed} removed", flush=True)
+    for direction, source, target, y_source, y_target in directions(data, labels, "coarse"):
+        for removed in REJECTION_TYPES:
+            keep = y_source != removed
+            for preset, kw in REJECTION_PRESETS.items():
+                pred, _, _ = run_castle(subset(source, keep), target, y_source[keep], **kw)
+                rejected = pred == "Not Classified"
+                is_removed = y_target == removed
+                rejection.append(
+                    {
+                        "direction": direction,
+                        "removed_type": removed,
+                        "preset": preset,
+                        "n_removed_type_in_target": int(is_removed.sum()),
+                        "rejected_removed_type": float(rejected[is_removed].mean()),
+                        "rejected_other_types": float(rejected[~is_removed].mean()),
+                        "removed_type_called_as": {
+                            str(k): int(v)
+                            for k, v in zip(*np.unique(pred[is_removed], return_counts=True), strict=True)
+                        },
+                    }
+                )
+            print(f"done: rejection, {direction}, {removed} removed", flush=True)
 
     header = (
         f"{'direction':22s} {'level':6s} {'method':56s} {'accuracy':>8s} {'macro-F1':>8s} {'rejected':>8s} "
@@ -265,20 +288,21 @@ def main() -> None:
     for s in seeds:
         acc, f1 = np.array(s["accuracy"]), np.array(s["macro_f1"])
         print(
-            f"{s['direction']:22s} accuracy {acc.mean():.3f} +- {acc.std():.3f} "
+            f"{s['method'][:42]:42s} {s['direction']:22s} accuracy {acc.mean():.3f} +- {acc.std():.3f} "
             f"({acc.min():.3f}-{acc.max():.3f})   macro-F1 {f1.mean():.3f} +- {f1.std():.3f} "
             f"({f1.min():.3f}-{f1.max():.3f})"
         )
     print(f"\nCaSTLe default, coarse, wall time of fit + predict (n_jobs={N_JOBS}, {N_TIMINGS} runs)")
     for t in timings:
-        print(f"{t['direction']:22s} " + "  ".join(f"{v:.2f} s" for v in t["seconds"]))
-    print(f"\nRejection ({direction}, coarse): one type removed from the source, threshold 0.5")
+        print(f"{t['method'][:42]:42s} {t['direction']:22s} " + "  ".join(f"{v:.2f} s" for v in t["seconds"]))
+    print("\nRejection (coarse): one type removed from the source, threshold 0.5")
     print(
-        f"{'removed type':12s} {'preset':10s} {'n':>4s} {'rejected: removed type':>23s} {'other types':>12s}"
+        f"{'direction':22s} {'removed type':12s} {'preset':34s} {'n':>4s} {'rejected: removed type':>23s} "
+        f"{'other types':>12s}"
     )
     for r in rejection:
         print(
-            f"{r['removed_type']:12s} {r['preset']:10s} {r['n_removed_type_in_target']:4d} "
+            f"{r['direction']:22s} {r['removed_type']:12s} {r['preset']:34s} {r['n_removed_type_in_target']:4d} "
             f"{r['rejected_removed_type']:23.3f} {r['rejected_other_types']:12.3f}"
         )
 
@@ -292,7 +316,7 @@ def main() -> None:
             "left_out": "Kang Eryth (both levels; none in CTRL); Kang 'T activated' at the fine level",
             "scoring": "sct.metrics.label_transfer_report with reference_labels = source labels; "
             "rejected cells count as wrong",
-            "rejection": "pbmc3k -> Kang CTRL coarse, one type removed from the source",
+            "rejection": "both directions, coarse, one type removed from the source",
         },
         "environment": {
             "sctransfer": sct.__version__,

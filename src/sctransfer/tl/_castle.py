@@ -89,8 +89,8 @@ def castle(
         ``params`` (every option, resolved from the preset), ``classes``, ``features`` (a DataFrame with
         one row per candidate gene of every classifier: ``model``, ``gene``, ``by_mean``, ``by_nmi``,
         ``nmi``, ``correlated``, ``single_bin``, ``used``), ``n_rejected`` and the fit information
-        (``n_training_cells``, ``n_dropped_unknown``, ``dropped_labels``, ``n_genes``, the log bases and
-        ``seconds``).
+        (``n_training_cells``, ``n_dropped_unknown``, ``dropped_labels``, ``n_genes``, the log bases,
+        ``n_pseudo_labelled`` per self-training round and ``seconds``).
 
     Examples
     --------

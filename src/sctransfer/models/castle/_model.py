@@ -66,6 +66,11 @@ class _FitData:
     to_log2_t: float
     edges_s: np.ndarray  # bin edges in the source's units
     edges_t: np.ndarray
+    n_real: int = -1  # leading rows of S that are source cells (the rest: pseudo-labelled target cells)
+
+    def __post_init__(self) -> None:
+        if self.n_real < 0:
+            self.n_real = self.S.shape[0]
 
 
 def _import_xgboost() -> Any:
@@ -147,6 +152,21 @@ def _no_shared_genes_message(source: _Dataset, target: _Dataset | None, min_cell
     return msg + "; lower min_cells or check that the values are expression, not scaled data."
 
 
+def _pseudo_labels(proba: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Target cells to pseudo-label and their class codes.
+
+    A cell is taken when its largest probability exceeds ``threshold`` and no other class's exceeds
+    ``0.5`` (one type claims it alone).
+    """
+    top = proba.argmax(axis=1)
+    best = proba.max(axis=1)
+    others = proba.copy()
+    others[np.arange(proba.shape[0]), top] = -np.inf
+    second = others.max(axis=1) if proba.shape[1] > 1 else np.full(proba.shape[0], -np.inf)
+    selected = np.flatnonzero((best > threshold) & (second <= 0.5))
+    return selected, top[selected].astype(np.int64)
+
+
 @inject_docs(**CASTLE_DOCS)
 class CaSTLe:
     """CaSTLe: classify target cells with XGBoost on discretised genes selected with the source labels.
@@ -169,7 +189,9 @@ class CaSTLe:
     labels in steps 1-4 when it is passed to :meth:`fit` (as in the paper); without it, those steps use the
     source alone. Genes are matched by name, never by position. The default preset also weights the classes
     evenly (``class_weight``) and thins a source that is deeper than the target (``match_detection``); see
-    ``reference`` and ``docs/differences/castle.md``.
+    ``reference`` and ``docs/differences/castle.md``. With ``self_training`` (off in both presets), steps
+    2-5 are repeated on the source plus the target cells that the previous classifiers labelled
+    confidently, so that the classifiers also learn how each type looks in the target.
 
     Parameters
     ----------
@@ -196,7 +218,8 @@ class CaSTLe:
         ``nmi``, ``correlated`` (dropped by the correlation filter), ``single_bin`` (dropped: one bin
         only) and ``used``.
     fit_info_
-        Counts and the log bases used at fit time.
+        Counts and the log bases used at fit time; ``n_pseudo_labelled`` lists the target cells added in
+        each self-training round.
 
     Examples
     --------
@@ -244,6 +267,8 @@ class CaSTLe:
         match_detection: bool | None = None,
         n_rounds: int = 20,
         xgb_params: dict[str, Any] | None = None,
+        self_training: int = 0,
+        pseudo_label_threshold: float = 0.9,
         random_state: int | None = 0,
         n_jobs: int = 1,
     ) -> None:
@@ -254,7 +279,8 @@ class CaSTLe:
             unknown_case_sensitive=unknown_case_sensitive, drop_unknown_multiclass=drop_unknown_multiclass,
             encoding=encoding, two_class_objective=two_class_objective, train_fraction=train_fraction,
             class_weight=class_weight, match_detection=match_detection, n_rounds=n_rounds,
-            xgb_params=xgb_params, random_state=random_state, n_jobs=n_jobs,
+            xgb_params=xgb_params, self_training=self_training, pseudo_label_threshold=pseudo_label_threshold,
+            random_state=random_state, n_jobs=n_jobs,
         )  # fmt: skip
         self._classifiers: list[_Classifier] = []
         self.classes_: list[str] = []
@@ -340,6 +366,11 @@ class CaSTLe:
         source = _dataset(adata_source, layer, s, "the source")
         labels, keep, dropped = self._source_labels(adata_source, labels_key)
         target = _dataset(adata_target, target_layer, s, "the target") if adata_target is not None else None
+        if s.self_training and target is None:
+            raise ValueError(
+                f"self_training={s.self_training} classifies the target to learn from it: pass adata_target "
+                "to fit, or set self_training=0."
+            )
 
         # 1. genes detected in more than min_cells cells of each dataset (all source cells counted)
         source_ok = F.detected_in(source.X, s.min_cells)
@@ -407,12 +438,30 @@ class CaSTLe:
             tasks.append(("multiclass", codes, rows))
 
         data = _FitData(S, T, genes, by_mean, to_log2_s, to_log2_t, edges_s, edges_t)
-        classifiers: list[_Classifier] = []
-        tables: list[pd.DataFrame] = []
-        for name, y, rows in tasks:
-            clf, table = self._fit_one(xgb, name, y, rows, data, n_classes=len(classes))
-            classifiers.append(clf)
-            tables.append(table)
+        classifiers, tables = self._fit_tasks(xgb, tasks, data, len(classes))
+        # 5b. (optional) self-training: refit on the source plus confidently classified target cells
+        n_pseudo: list[int] = []
+        if s.self_training:
+            bins_t = F.discretize(_dense(T), edges_t)
+            for _ in range(s.self_training):
+                proba = self._proba_from_bins(xgb, classifiers, bins_t, genes)
+                selected, pseudo = _pseudo_labels(proba, s.pseudo_label_threshold)
+                n_pseudo.append(int(selected.size))
+                logger.info("CaSTLe self-training: %d target cells pseudo-labelled", selected.size)
+                extra = T[selected] * (to_log2_t / to_log2_s)  # in the source's units
+                if sp.issparse(S):
+                    S_aug = sp.vstack([S, sp.csr_matrix(extra)], format="csr")
+                else:
+                    S_aug = np.vstack([S, _dense(extra)])
+                new_rows = n_source + np.arange(selected.size)
+                aug_tasks = []
+                for k, (name, y, rows) in enumerate(tasks):
+                    y_new = (pseudo == k).astype(np.int64) if s.mode == "one_vs_rest" else pseudo
+                    aug_tasks.append((name, np.concatenate([y, y_new]), np.concatenate([rows, new_rows])))
+                aug = _FitData(
+                    S_aug, T, genes, by_mean, to_log2_s, to_log2_t, edges_s, edges_t, n_real=n_source
+                )
+                classifiers, tables = self._fit_tasks(xgb, aug_tasks, aug, len(classes))
 
         self._classifiers = classifiers
         self.classes_ = [str(c) for c in classes]
@@ -432,10 +481,44 @@ class CaSTLe:
             "detected_per_cell_source": detected_s,
             "detected_per_cell_target": detected_t,
             "source_dropout": dropout,
+            "n_pseudo_labelled": n_pseudo,
             "seconds": time.perf_counter() - start,
         }
         logger.info("CaSTLe fit in %.1f s", self.fit_info_["seconds"])
         return self
+
+    def _fit_tasks(
+        self, xgb: Any, tasks: list[tuple[str, np.ndarray, np.ndarray]], data: _FitData, n_classes: int
+    ) -> tuple[list[_Classifier], list[pd.DataFrame]]:
+        classifiers: list[_Classifier] = []
+        tables: list[pd.DataFrame] = []
+        for name, y, rows in tasks:
+            clf, table = self._fit_one(xgb, name, y, rows, data, n_classes=n_classes)
+            classifiers.append(clf)
+            tables.append(table)
+        return classifiers, tables
+
+    def _proba_from_bins(
+        self, xgb: Any, classifiers: list[_Classifier], bins: np.ndarray, genes: list[str]
+    ) -> np.ndarray:
+        """Cells x classes probabilities from bins over ``genes`` (the columns of ``bins``)."""
+        column = {g: j for j, g in enumerate(genes)}
+        outputs = []
+        for clf in classifiers:
+            cols = [column[g] for g in clf.genes]
+            design = F.design_matrix(bins[:, cols], clf.levels, self.settings.encoding)
+            outputs.append(self._booster_proba(xgb, clf, design))
+        return np.hstack(outputs)
+
+    def _booster_proba(self, xgb: Any, clf: _Classifier, design: np.ndarray) -> np.ndarray:
+        dmat = xgb.DMatrix(design)
+        if clf.objective == "multi:softmax":
+            margin = clf.booster.predict(dmat, output_margin=True).astype(np.float64)
+            margin -= margin.max(axis=1, keepdims=True)
+            expm = np.exp(margin)
+            return expm / expm.sum(axis=1, keepdims=True)
+        p = np.clip(clf.booster.predict(dmat).astype(np.float64), 0.0, 1.0)
+        return p[:, None] if self.settings.mode == "one_vs_rest" else np.column_stack([1.0 - p, p])
 
     def _fit_one(
         self, xgb: Any, name: str, y: np.ndarray, rows: np.ndarray, data: _FitData, *, n_classes: int
@@ -447,15 +530,16 @@ class CaSTLe:
         nmi = F.nmi_per_column(S, y, data.edges_s)
         by_nmi = F.rank_descending(nmi)
         candidates = F.union_top(by_mean, by_nmi, s.n_features)
-        # 3. correlation filter on the stacked values (log2 scale)
+        # 3. correlation filter on the stacked values (log2 scale); pseudo-labelled target cells (rows
+        # after n_real) are already among the target's, so they are not counted twice
         Ds = _dense(S[:, candidates])
         Dt = _dense(T[:, candidates]) if T is not None else np.zeros((0, candidates.size))
-        stacked = np.vstack([Ds * data.to_log2_s, Dt * data.to_log2_t])
+        stacked = np.vstack([Ds[: data.n_real] * data.to_log2_s, Dt * data.to_log2_t])
         not_correlated = F.correlation_keep(stacked, s.correlation_threshold, s.correlation_filter)
         # 4. bins; genes with one bin over source and target carry nothing
         Bs = F.discretize(Ds, data.edges_s)
         Bt = F.discretize(Dt, data.edges_t)
-        levels_all = F.observed_levels(np.vstack([Bs, Bt]))
+        levels_all = F.observed_levels(np.vstack([Bs[: data.n_real], Bt]))
         multi_bin = np.array([len(lv) > 1 for lv in levels_all], dtype=bool)
         used = not_correlated & multi_bin
         cols = np.flatnonzero(used)
@@ -541,21 +625,7 @@ class CaSTLe:
             )
         edges = F.edges_for_base(s.breaks, data.log_base)
         bins = F.discretize(_as_float(data.X[:, pos]), edges)
-        column = {g: j for j, g in enumerate(needed)}
-        outputs = []
-        for clf in self._classifiers:
-            cols = [column[g] for g in clf.genes]
-            design = F.design_matrix(bins[:, cols], clf.levels, s.encoding)
-            dmat = xgb.DMatrix(design)
-            if clf.objective == "multi:softmax":
-                margin = clf.booster.predict(dmat, output_margin=True).astype(np.float64)
-                margin -= margin.max(axis=1, keepdims=True)
-                expm = np.exp(margin)
-                outputs.append(expm / expm.sum(axis=1, keepdims=True))
-            else:
-                p = np.clip(clf.booster.predict(dmat).astype(np.float64), 0.0, 1.0)
-                outputs.append(p[:, None] if s.mode == "one_vs_rest" else np.column_stack([1.0 - p, p]))
-        return np.hstack(outputs)
+        return self._proba_from_bins(xgb, self._classifiers, bins, needed)
 
     def predict_scores(
         self, adata: AnnData, *, layer: str | None = None
