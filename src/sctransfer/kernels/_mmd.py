@@ -37,7 +37,10 @@ def multiscale_rbf(
     """
     if reduce not in ("sum", "mean"):
         raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}.")
-    d2 = (x.unsqueeze(-2) - y.unsqueeze(-3)).pow(2).sum(-1)
+    # ||x - y||^2 = |x|^2 + |y|^2 - 2 x.y: one matrix product instead of an (n, m, d) difference tensor
+    d2 = (
+        x.pow(2).sum(-1).unsqueeze(-1) + y.pow(2).sum(-1).unsqueeze(-2) - 2.0 * x @ y.transpose(-2, -1)
+    ).clamp_min(0)
     inv = torch.as_tensor([1.0 / b for b in bandwidths], dtype=x.dtype, device=x.device)
     k = torch.exp(-d2.unsqueeze(-1) * inv).sum(-1)
     return k / len(bandwidths) if reduce == "mean" else k

@@ -220,16 +220,27 @@ def snn_leiden(
     shared = (A @ A.T).tocoo()
     jaccard = shared.data / (2 * k - shared.data)
     keep = (shared.row < shared.col) & (jaccard >= prune)
-    graph = igraph.Graph(n=n, edges=list(zip(shared.row[keep], shared.col[keep], strict=True)))
+    graph = igraph.Graph(n=n, edges=np.column_stack([shared.row[keep], shared.col[keep]]).tolist())
     state = random.getstate()
     random.seed(random_state)  # igraph draws from Python's random module
     try:
         parts = graph.community_leiden(
-            objective_function="modularity", weights=jaccard[keep], resolution=resolution, n_iterations=-1
+            objective_function="modularity", weights=jaccard[keep], resolution=resolution, n_iterations=2
         )
     finally:
         random.setstate(state)
     return np.asarray(parts.membership)
+
+
+def _scaled_pca(X: np.ndarray, *, n_comps: int, random_state: int) -> np.ndarray:
+    """PCA of the genes scaled to unit variance and clipped at 10 (``sc.pp.scale(max_value=10)``)."""
+    from sklearn.decomposition import PCA
+
+    X = np.asarray(X, dtype=np.float64)
+    sd = X.std(axis=0, ddof=1)
+    Z = np.clip((X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0), None, 10.0)
+    solver = "full" if Z.shape[1] <= 1000 else "randomized"
+    return PCA(n_components=n_comps, svd_solver=solver, random_state=random_state).fit_transform(Z)
 
 
 def cluster_batches(
@@ -245,8 +256,6 @@ def cluster_batches(
 
     Per batch: genes scaled to unit variance (clipped at 10), a PCA, and :func:`snn_leiden`.
     """
-    import scanpy as sc
-
     labels = pd.Series(index=adata.obs_names, dtype=object)
     for b in pd.unique(batches):
         rows = (batches == b).to_numpy()
@@ -255,11 +264,10 @@ def cluster_batches(
         if n < 3:
             labels[rows] = f"{b}{CLUSTER_SEPARATOR}0"
             continue
-        sc.pp.scale(sub, max_value=10)
         n_comps = max(1, min(n_pcs, n - 1, sub.n_vars - 1))
-        sc.pp.pca(sub, n_comps=n_comps, random_state=random_state)
+        pcs = _scaled_pca(sub.X, n_comps=n_comps, random_state=random_state)
         membership = snn_leiden(
-            sub.obsm["X_pca"], n_neighbors=n_neighbors, resolution=resolution, random_state=random_state
+            pcs, n_neighbors=n_neighbors, resolution=resolution, random_state=random_state
         )
         labels[rows] = [f"{b}{CLUSTER_SEPARATOR}{k}" for k in membership]
     return labels.astype("category")

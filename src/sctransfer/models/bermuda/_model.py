@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -377,7 +378,9 @@ class BERMUDA(BaseModelClass):
             logger.info(
                 "clusters %s have fewer cells than a minibatch (%d); their cells repeat", small, batch
             )
-        steps = epoch_steps(members, batch_codes, batch) if cfg.steps_per_epoch is None else cfg.steps_per_epoch
+        steps = (
+            epoch_steps(members, batch_codes, batch) if cfg.steps_per_epoch is None else cfg.steps_per_epoch
+        )
         ramp = epochs if cfg.ramp_epochs is None else min(cfg.ramp_epochs, epochs)
         torch.manual_seed(random_state)
         with torch.no_grad():
@@ -411,6 +414,13 @@ class BERMUDA(BaseModelClass):
         self.module.eval()
         history = self.history_ or {}
         self.epochs_trained_ = len(history["train_loss"]) if "train_loss" in history else epochs
+        if plan.nonfinite_epoch is not None:
+            warnings.warn(
+                f"BERMUDA's loss became NaN or infinite in epoch {plan.nonfinite_epoch}; training stopped there. "
+                "Lower lr or gamma, or check the input for extreme values.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if stopper is not None and stopper.stopped_epoch is not None:
             logger.info("BERMUDA: the loss plateaued; stopped after %d epochs", stopper.stopped_epoch)
         self.is_trained_ = True

@@ -64,6 +64,7 @@ class BERMUDATrainingPlan(pl.LightningModule):
         self.reset_optimizer_each_epoch = reset_optimizer_each_epoch
         self.lr_halving_epochs = lr_halving_epochs
         self.n_obs_training = None
+        self.nonfinite_epoch: int | None = None
 
     @property
     def current_transfer_weight(self) -> float:
@@ -76,7 +77,7 @@ class BERMUDATrainingPlan(pl.LightningModule):
             for optimizer in self.trainer.optimizers:
                 optimizer.state = defaultdict(dict)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         _, _, out = self.module(
             batch,
             loss_kwargs={
@@ -85,6 +86,12 @@ class BERMUDATrainingPlan(pl.LightningModule):
                 "transfer_weight": self.current_transfer_weight,
             },
         )
+        if not torch.isfinite(out.loss):
+            # the reference also stops on a NaN loss (and then fails on its return values); keep the last
+            # finite weights and say so
+            self.nonfinite_epoch = self.current_epoch + 1
+            self.trainer.should_stop = True
+            return None
         size = batch["X"].shape[0] if "X" in batch else None
         self.log("train_loss", out.loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
         self.log("reconstruction_loss_train", out.reconstruction_loss_sum, on_step=False, on_epoch=True,

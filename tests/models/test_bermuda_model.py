@@ -207,3 +207,13 @@ def test_bad_layouts_are_refused():
         data2 = batched_data()
         sct.models.BERMUDA.setup_anndata(data2, batch_key="batch", cluster_key="cluster")
         sct.models.BERMUDA(data2, n_layers=3)
+
+
+def test_nonfinite_loss_stops_training_with_a_warning(adata):
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8)
+    with torch.no_grad():
+        model.module.encoder[0].weight.fill_(float("nan"))
+    # training re-initialises the weights: poison the scaling instead
+    model.module.feature_scale.fill_(float("inf"))
+    with pytest.warns(RuntimeWarning, match="NaN or infinite"):
+        model.train(max_epochs=5, **QUIET)
