@@ -280,7 +280,7 @@ def bermuda(
     batch_key: str,
     cluster_key: str | None = None,
     layer: str | None = None,
-    n_top_genes: int | None = 2000,
+    n_top_genes: int | None = 500,
     min_cells: int = 5,
     resolution: float = 0.6,
     n_pcs: int = 20,
@@ -321,7 +321,8 @@ def bermuda(
         batches is a separate cluster in each). ``None`` clusters every batch with Leiden.
     {layer_lognorm}
     n_top_genes
-        Highly variable genes per batch (Seurat flavour); ``None`` uses every detected gene.
+        Highly variable genes per batch (Seurat flavour; their union is used); ``None`` uses every
+        detected gene. Ignored with ``faithful=True``, which applies Seurat v2's cut-offs.
     min_cells
         A gene is kept when detected in at least this many cells of every batch.
     resolution, n_pcs, n_neighbors

@@ -85,14 +85,16 @@ class BERMUDAConfig:
 
 #: BERMUDA as published: 2000 epochs, Adam re-created every epoch, learning rate halved every 200 epochs
 FAITHFUL = BERMUDAConfig()
-#: one Adam optimiser, a shorter ramp and a stop on the loss plateau
+#: one Adam optimiser, fixed-length epochs (10 steps), a ramp over 50 of them and a stop on the loss plateau
 DEFAULT = BERMUDAConfig(
-    max_epochs=400,
-    ramp_epochs=100,
+    max_epochs=250,
+    steps_per_epoch=10,
+    ramp_epochs=50,
     reset_optimizer_each_epoch=False,
     lr_halving_epochs=None,
     sampler="replacement",
     early_stopping=True,
+    patience=50,
 )
 
 
