@@ -61,3 +61,12 @@ class CaSTLeKeys(LabelTransferKeys):
 
 #: ``.uns`` key of the parameters written by :func:`sctransfer.pp.gene_activity`.
 GENE_ACTIVITY_KEY = "gene_activity"
+
+
+#: ``.obsm`` key of the latent representation written by :func:`sctransfer.tl.trvae` (its ``key_added``).
+TRVAE_EMBEDDING_KEY = "X_trvae"
+
+
+def embedding_uns_key(key_added: str) -> str:
+    """``.uns`` key of an embedding's parameters: ``key_added`` without its ``"X_"`` prefix (as scanpy)."""
+    return key_added[2:] if key_added.startswith("X_") and len(key_added) > 2 else key_added

@@ -19,13 +19,16 @@ from ._label_transfer import (
     macro_f1,
     per_class_report,
 )
+from ._prediction import PredictionR2, condition_degs, prediction_r2, r2_mean, r2_var
 
 __all__ = [
     "LabelTransferReport",
+    "PredictionR2",
     "accuracy",
     "alignment_umap",
     "balanced_accuracy",
     "batch_mixing_entropy",
+    "condition_degs",
     "confusion_matrix",
     "divergence_score",
     "entropy_score",
@@ -35,5 +38,8 @@ __all__ = [
     "label_transfer_report",
     "macro_f1",
     "per_class_report",
+    "prediction_r2",
+    "r2_mean",
+    "r2_var",
     "silhouette_score",
 ]

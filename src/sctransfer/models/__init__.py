@@ -3,5 +3,6 @@
 from .bermuda import BERMUDA
 from .castle import CaSTLe
 from .scjoint import SCJoint
+from .trvae import TRVAE
 
-__all__: list[str] = ["BERMUDA", "CaSTLe", "SCJoint"]
+__all__: list[str] = ["BERMUDA", "TRVAE", "CaSTLe", "SCJoint"]

@@ -1,0 +1,676 @@
+"""``sct.models.TRVAE``: conditional VAE with MMD for condition transfer and reference mapping."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from lightning.pytorch.callbacks import EarlyStopping
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model.base import BaseModelClass
+from scvi.train import TrainRunner
+
+from ..._utils._anndata import to_plain
+from ..._utils._logging import logger
+from ..._utils._torch import cpu_training_settings
+from ..._utils._validation import check_int, check_obs_key, check_values, get_matrix
+from ._data import TRVAEDataModule, dense_rows
+from ._module import TRVAEModule
+from ._plan import RestoreBest, TRVAETrainingPlan
+
+CONDITION_KEY = "condition"
+
+# settings that go to the torch module (the rest drive training)
+_MODULE_FIELDS = (
+    "n_latent", "encoder_layers", "decoder_layers", "recon_loss", "kl_reduction", "alpha", "beta", "eta",
+    "mmd_on", "mmd_after_dropout", "kernel_reduce", "estimator", "mmd_boundary", "legacy_pairing", "norm",
+    "activation", "leaky_slope", "dropout", "bn_momentum", "bn_eps", "encoder_bias", "decoder_bias",
+    "output_activation", "var_eps", "n_reference_conditions", "freeze_expression",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TRVAEConfig:
+    """Every setting of a trVAE model; :data:`PRESETS` holds the named parameter sets.
+
+    The defaults of this class are the paper's Kang notebook (``preset="paper_kang"``).
+    """
+
+    # architecture and losses
+    n_latent: int = 20
+    encoder_layers: tuple[int, ...] = (800, 800, 128)
+    decoder_layers: tuple[int, ...] = (128, 800, 800)
+    recon_loss: str = "sse"
+    kl_reduction: str = "mean"
+    alpha: float = 1e-6
+    beta: float = 500.0
+    eta: float = 100.0
+    mmd_on: str = "y"
+    mmd_after_dropout: bool = False
+    kernel_reduce: str = "mean"
+    estimator: str = "biased"
+    mmd_boundary: int | None = None
+    legacy_pairing: bool = False
+    norm: str = "batch"
+    activation: str = "leaky_relu"
+    leaky_slope: float = 0.3
+    dropout: float = 0.2
+    bn_momentum: float = 0.01
+    bn_eps: float = 1e-3
+    encoder_bias: bool = False
+    decoder_bias: bool = False
+    output_activation: str = "relu"
+    var_eps: float = 0.0
+    # optimisation
+    lr: float = 1e-3
+    adam_eps: float = 1e-7
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1e6
+    max_epochs: int = 10_000
+    batch_size: int = 128
+    early_stopping_patience: int | None = 500
+    lr_patience: int | None = 400
+    lr_factor: float = 0.1
+    kl_warmup_epochs: int | None = None
+    validation_fraction: float = 0.2
+    stratified_split: bool = False
+    balanced_sampling: bool = False
+    restore_best: bool = False
+    # query mapping (set by TRVAE.load_query_data)
+    n_reference_conditions: int = 0
+    freeze_expression: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dictionary (lists, not tuples)."""
+        return to_plain(asdict(self))
+
+
+_PAPER_KANG = TRVAEConfig()
+#: named parameter sets; ``TRVAE(adata, preset=name, **overrides)``
+PRESETS: dict[str, TRVAEConfig] = {
+    # the paper's training script (its timing configuration)
+    "paper": replace(
+        _PAPER_KANG,
+        n_latent=40,
+        alpha=5e-5,
+        batch_size=512,
+        max_epochs=1000,
+        early_stopping_patience=20,
+        lr_patience=10,
+    ),
+    # the paper's Kang notebook (the published Kang figures)
+    "paper_kang": _PAPER_KANG,
+    # the paper's Haber notebook (four conditions; pair with legacy_pairing=True to reproduce the figures)
+    "paper_haber": replace(
+        _PAPER_KANG,
+        n_latent=60,
+        beta=100.0,
+        batch_size=512,
+        grad_clip=100.0,
+        early_stopping_patience=750,
+        lr_patience=None,
+    ),
+    # scArches' TRVAE (counts, negative binomial, MMD on z)
+    "scarches": replace(
+        _PAPER_KANG,
+        n_latent=10,
+        encoder_layers=(256, 64),
+        decoder_layers=(64, 256),
+        recon_loss="nb",
+        kl_reduction="sum",
+        alpha=1.0,
+        beta=1.0,
+        eta=1.0,
+        mmd_on="z",
+        mmd_after_dropout=True,
+        kernel_reduce="sum",
+        norm="layer",
+        activation="relu",
+        dropout=0.05,
+        encoder_bias=True,
+        output_activation="linear",
+        var_eps=1e-4,
+        adam_eps=0.01,
+        weight_decay=0.04,
+        grad_clip=None,
+        max_epochs=400,
+        early_stopping_patience=20,
+        lr_patience=13,
+        validation_fraction=0.1,
+        stratified_split=True,
+        balanced_sampling=True,
+        restore_best=True,
+    ),
+    # sctransfer's default: the Kang notebook's network and reconstruction, with a strong MMD on z instead of
+    # the MMD layer, trained for a bounded time with the best weights kept (see the differences page)
+    "default": replace(
+        _PAPER_KANG,
+        mmd_on="z",
+        beta=5e5,
+        max_epochs=100,
+        early_stopping_patience=30,
+        lr_patience=15,
+        stratified_split=True,
+        restore_best=True,
+    ),
+}
+
+
+def _gene_index(names: pd.Index, genes: list[str], what: str) -> np.ndarray | None:
+    """Column positions of ``genes`` in ``names`` (``None`` when they already match in order)."""
+    if not names.is_unique:
+        raise ValueError(f"{what} has duplicated var_names; call .var_names_make_unique() first.")
+    if len(names) == len(genes) and (names == pd.Index(genes)).all():
+        return None
+    missing = pd.Index(genes).difference(names)
+    if len(missing):
+        raise ValueError(
+            f"{what} lacks {len(missing)} of the model's {len(genes)} genes (for example "
+            f"{list(missing[:5])}); pass data measured on the training genes (genes are matched by name, "
+            "extra genes are ignored and the order does not matter)."
+        )
+    return names.get_indexer(genes)
+
+
+class TRVAE(BaseModelClass):
+    """trVAE: a conditional VAE whose conditions are aligned by an MMD penalty.
+
+    The condition (for example CTRL/STIM, or the batch) enters the first layer of the encoder and of the
+    decoder. An MMD term pulls the cells of different conditions together on the first decoder layer
+    (``mmd_on="y"``, the paper) or in the latent space (``mmd_on="z"``). :meth:`predict` transfers cells
+    between conditions: it encodes them under their source condition and decodes them under the target.
+
+    Register the data with :meth:`setup_anndata` first, or pass ``condition_key`` here.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata` (or pass ``condition_key`` to register it here):
+        log-normalised values for the Gaussian losses (``recon_loss="sse"``/``"mse"``), counts for ``"nb"``.
+    condition_key, layer
+        If given, call :meth:`setup_anndata` with them first.
+    preset
+        Named parameter set (:data:`PRESETS`): ``"default"``, ``"paper"`` (the paper's script),
+        ``"paper_kang"``, ``"paper_haber"`` (the paper's notebooks) or ``"scarches"``. See the
+        "differences" page of the documentation.
+    conditions
+        All condition names, in code order; ``None`` uses the sorted values of the condition column.
+    **config
+        Overrides of single settings of the preset (fields of :class:`TRVAEConfig`), for example
+        ``mmd_on="z"`` or ``legacy_pairing=True``.
+    """
+
+    _module_cls = TRVAEModule
+
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        condition_key: str | None = None,
+        layer: str | None = None,
+        preset: str = "default",
+        conditions: list[str] | None = None,
+        **config: Any,
+    ) -> None:
+        if condition_key is not None:
+            self.setup_anndata(adata, condition_key=condition_key, layer=layer)
+        elif layer is not None:
+            raise ValueError(
+                "layer= needs condition_key= (or register the data with TRVAE.setup_anndata first)."
+            )
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}.")
+        valid = {f.name for f in fields(TRVAEConfig)}
+        unknown = set(config) - valid
+        if unknown:
+            raise ValueError(f"unknown TRVAE settings {sorted(unknown)}; valid: {sorted(valid)}")
+        super().__init__(adata)
+        for key in ("encoder_layers", "decoder_layers"):
+            if key in config:
+                config[key] = tuple(check_int(v, key) for v in config[key])
+        cfg = replace(PRESETS[preset], **config)
+        if not 0 <= cfg.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {cfg.validation_fraction}.")
+        self.preset_ = preset
+        self.config_ = cfg.to_dict()
+        self.condition_key_ = self.adata_manager.registry["setup_args"]["condition_key"]
+        self.layer_ = self.adata_manager.registry["setup_args"]["layer"]
+        observed = sorted(str(c) for c in pd.unique(self.adata.obs[self.condition_key_].dropna()))
+        if conditions is None:
+            conditions = observed
+        conditions = [str(c) for c in conditions]
+        if len(set(conditions)) != len(conditions):
+            raise ValueError(f"conditions has duplicates: {conditions}.")
+        unseen = sorted(set(observed) - set(conditions))
+        if unseen:
+            raise ValueError(f"the data has conditions {unseen} that are not in conditions={conditions}.")
+        if len(conditions) < 2:
+            raise ValueError(
+                f"{self.condition_key_!r} holds a single condition ({conditions}); trVAE needs at least two "
+                "(for example control and stimulated cells, or two batches)."
+            )
+        X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        check_values(X, "the training data", nonnegative=cfg.recon_loss == "nb")
+        self.conditions_ = conditions
+        self.genes_ = [str(g) for g in self.adata.var_names]
+        self.train_info_: dict[str, Any] = {}
+        self.module = self._build_module()
+        self._model_summary_string = (
+            f"TRVAE ({preset} preset): {len(self.genes_)} genes, conditions {conditions}, "
+            f"latent {cfg.n_latent}, {cfg.recon_loss} loss, MMD on {cfg.mmd_on}"
+        )
+        condition_key = layer = None  # already registered; loading a saved model registers from its registry
+        self.init_params_ = self._get_init_params(locals())
+
+    def _build_module(self) -> TRVAEModule:
+        cfg = self.config
+        kwargs = {name: getattr(cfg, name) for name in _MODULE_FIELDS}
+        return TRVAEModule(n_input=len(self.genes_), n_conditions=len(self.conditions_), **kwargs)
+
+    # ---- set-up -------------------------------------------------------------------------------
+    @classmethod
+    def setup_anndata(
+        cls, adata: AnnData, *, condition_key: str, layer: str | None = None, **kwargs: Any
+    ) -> None:
+        """Register an AnnData for trVAE.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes.
+        condition_key
+            ``.obs`` column with each cell's condition (no missing values).
+        layer
+            Layer with the values; ``None`` uses ``.X``.
+        """
+        values = check_obs_key(adata, condition_key, "adata", what="condition")
+        if values.isna().any():
+            raise ValueError(
+                f"adata.obs[{condition_key!r}] has {int(values.isna().sum())} missing values; give every cell "
+                "a condition or drop those cells."
+            )
+        get_matrix(adata, layer, "adata")
+        setup_method_args = cls._get_setup_method_args(**locals())
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
+            CategoricalObsField(CONDITION_KEY, condition_key),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    # ---- helpers ------------------------------------------------------------------------------
+    @property
+    def config(self) -> TRVAEConfig:
+        """The settings of this model."""
+        values = dict(self.config_)
+        for key in ("encoder_layers", "decoder_layers"):
+            values[key] = tuple(values[key])
+        return TRVAEConfig(**values)
+
+    def _condition_codes(self, names: pd.Series | np.ndarray, what: str) -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(self.conditions_)}
+        names = pd.Series(np.asarray(names, dtype=object)).astype(str)
+        unseen = sorted(set(names) - set(lookup))
+        if unseen:
+            raise ValueError(
+                f"{what} {unseen} not seen in training (the model knows {self.conditions_}); map the new "
+                "conditions first with TRVAE.load_query_data."
+            )
+        return names.map(lookup).to_numpy(dtype=np.int64)
+
+    def _check_condition(self, name: str, what: str) -> int:
+        if str(name) not in self.conditions_:
+            raise ValueError(
+                f"{what} {name!r} was not seen in training; choose one of {self.conditions_} (or map it "
+                "first with TRVAE.load_query_data)."
+            )
+        return self.conditions_.index(str(name))
+
+    def _inputs(self, adata: AnnData | None, *, need_conditions: bool = True):
+        """Values on the model's genes (CSR or dense, not densified) and condition codes of ``adata``."""
+        if adata is None:
+            adata = self.adata
+        if not isinstance(adata, AnnData):
+            raise TypeError(f"adata must be an AnnData object, got {type(adata).__name__}.")
+        X = get_matrix(adata, self.layer_, "adata")
+        idx = _gene_index(adata.var_names, self.genes_, "adata")
+        if idx is not None:
+            X = X[:, idx]
+        if sp.issparse(X):
+            X = sp.csr_matrix(X)
+        check_values(X, "adata", nonnegative=self.config.recon_loss == "nb")
+        codes = None
+        if need_conditions:
+            values = check_obs_key(adata, self.condition_key_, "adata", what="condition")
+            codes = self._condition_codes(values, "adata has conditions")
+        return adata, X, codes
+
+    def _split(self, codes: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        rng = np.random.default_rng(seed)
+        n = codes.size
+        if cfg.validation_fraction <= 0:
+            return np.arange(n), np.array([], dtype=np.int64)
+        if cfg.stratified_split:
+            val = []
+            for k in np.unique(codes):
+                cells = rng.permutation(np.flatnonzero(codes == k))
+                val.append(cells[: round(cfg.validation_fraction * cells.size)])
+            val = np.sort(np.concatenate(val))
+        else:
+            val = np.sort(rng.permutation(n)[: round(cfg.validation_fraction * n)])
+        train = np.setdiff1d(np.arange(n), val)
+        return train, val
+
+    # ---- training -----------------------------------------------------------------------------
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        early_stopping: bool = True,
+        random_state: int = 0,
+        num_threads: int | None = 1,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        **trainer_kwargs: Any,
+    ) -> None:
+        """Train on the registered cells (a reference model starts from fresh weights seeded by ``random_state``).
+
+        Parameters
+        ----------
+        max_epochs
+            Upper bound on the epochs (the preset's ``max_epochs`` when ``None``).
+        batch_size
+            Cells per minibatch (the preset's ``batch_size`` when ``None``).
+        lr
+            Adam learning rate (the preset's ``lr`` when ``None``).
+        early_stopping
+            Stop after ``early_stopping_patience`` epochs without a better validation loss (when the
+            preset has a patience and a validation split).
+        random_state
+            Seed for the weights, the split, the minibatches and dropout.
+        num_threads
+            torch CPU threads while training (restored afterwards); ``None`` keeps the current setting.
+        accelerator, devices
+            Lightning device selection (``"auto"`` uses a GPU when there is one).
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer` (for example ``enable_progress_bar=False``).
+        """
+        cfg = self.config
+        epochs = cfg.max_epochs if max_epochs is None else check_int(max_epochs, "max_epochs")
+        batch = cfg.batch_size if batch_size is None else check_int(batch_size, "batch_size", 2)
+        lr = cfg.lr if lr is None else float(lr)
+        _, X, codes = self._inputs(None)
+        torch.manual_seed(random_state)
+        if cfg.n_reference_conditions == 0:
+            self.module = self._build_module()
+        train_idx, val_idx = self._split(codes, random_state)
+        dm = TRVAEDataModule(
+            X, codes, train_idx, val_idx, batch_size=batch, seed=random_state, balanced=cfg.balanced_sampling
+        )
+        has_val = val_idx.size > 0
+        plan = TRVAETrainingPlan(
+            self.module, lr=lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+            kl_warmup_epochs=cfg.kl_warmup_epochs, lr_patience=cfg.lr_patience, lr_factor=cfg.lr_factor,
+            has_validation=has_val,
+        )  # fmt: skip
+        callbacks = list(trainer_kwargs.pop("callbacks", []))
+        stopper = restorer = None
+        if has_val:
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+            if early_stopping and cfg.early_stopping_patience is not None:
+                stopper = EarlyStopping(
+                    monitor="validation_loss", patience=cfg.early_stopping_patience, mode="min"
+                )
+                callbacks.append(stopper)
+            if cfg.restore_best:
+                restorer = RestoreBest("validation_loss")
+                callbacks.append(restorer)
+        if cfg.grad_clip:
+            trainer_kwargs.setdefault("gradient_clip_val", cfg.grad_clip)
+            trainer_kwargs.setdefault("gradient_clip_algorithm", "value")
+        trainer_kwargs.setdefault("log_every_n_steps", 1)
+        runner = TrainRunner(
+            self, training_plan=plan, data_splitter=dm, max_epochs=epochs, accelerator=accelerator,
+            devices=devices, callbacks=callbacks, **trainer_kwargs,
+        )  # fmt: skip
+        start = time.perf_counter()
+        with cpu_training_settings(num_threads), warnings.catch_warnings():
+            # a query model keeps its frozen batch-norm layers in eval mode on purpose
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+            self.module.train()
+            runner()
+        seconds = time.perf_counter() - start
+        self.module.eval()
+        self.train_info_ = {
+            "epochs": int(self.trainer.current_epoch),
+            "best_epoch": None if restorer is None else int(restorer.best_epoch) + 1,
+            "stopped_early": bool(stopper is not None and stopper.stopped_epoch > 0),
+            "n_train": int(train_idx.size),
+            "n_validation": int(val_idx.size),
+            "seconds": float(seconds),
+            "random_state": int(random_state),
+        }
+        logger.info(
+            "trVAE: %d epochs in %.1f s (best epoch %s)",
+            self.train_info_["epochs"], seconds, self.train_info_["best_epoch"],
+        )  # fmt: skip
+
+    # ---- inference ----------------------------------------------------------------------------
+    def _batches(self, n: int, batch_size: int):
+        for start in range(0, n, batch_size):
+            yield np.arange(start, min(start + batch_size, n))
+
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        *,
+        give_mean: bool = True,
+        representation: str = "z",
+        batch_size: int = 1024,
+        random_state: int = 0,
+    ) -> np.ndarray:
+        """Latent representation of every cell.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the model's genes (matched by name) and condition column; ``None`` uses the
+            model's AnnData.
+        give_mean
+            Posterior mean of ``z`` (default); ``False`` draws one sample per cell.
+        representation
+            ``"z"`` (latent space) or ``"y"`` (first decoder layer, decoded under the cell's own condition;
+            the layer the paper's MMD aligns).
+        batch_size
+            Cells processed at a time.
+        random_state
+            Seed of the samples when ``give_mean=False``.
+
+        Returns
+        -------
+        Array of shape ``(n_cells, n_latent)`` (``"z"``) or ``(n_cells, decoder_layers[0])`` (``"y"``).
+        """
+        if representation not in ("z", "y"):
+            raise ValueError(f"representation must be 'z' or 'y', got {representation!r}.")
+        _, X, codes = self._inputs(adata)
+        return self._forward(X, codes, codes, sample=not give_mean, output=representation,
+                             batch_size=batch_size, random_state=random_state)  # fmt: skip
+
+    def _forward(
+        self,
+        X,
+        source: np.ndarray,
+        target: np.ndarray,
+        *,
+        sample: bool,
+        output: str,
+        batch_size: int,
+        random_state: int,
+    ) -> np.ndarray:
+        self.module.eval()
+        device = next(self.module.parameters()).device
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(random_state)
+        blocks = []
+        try:
+            with torch.inference_mode():
+                for idx in self._batches(X.shape[0], batch_size):
+                    x = torch.as_tensor(dense_rows(X, idx), device=device)
+                    s = torch.as_tensor(source[idx], device=device)
+                    inf = self.module.inference(x, s, sample=sample)
+                    if output == "z":
+                        blocks.append(inf["z"].cpu().numpy())
+                        continue
+                    t = torch.as_tensor(target[idx], device=device)
+                    gen = self.module.generative(inf["z"], t, inf["library"])
+                    blocks.append(gen["y" if output == "y" else "mean"].cpu().numpy())
+        finally:
+            torch.random.set_rng_state(generator_state)
+        return np.concatenate(blocks, axis=0).astype(np.float32)
+
+    def predict(
+        self,
+        adata: AnnData | None = None,
+        *,
+        target_condition: str,
+        source_condition: str | None = None,
+        sample: bool = False,
+        batch_size: int = 1024,
+        random_state: int = 0,
+    ) -> AnnData:
+        """Transfer cells to another condition: encode under the source, decode under the target.
+
+        Parameters
+        ----------
+        adata
+            Cells to transfer, with the model's genes (matched by name); ``None`` uses the model's AnnData.
+        target_condition
+            Condition to decode under (one of the training conditions).
+        source_condition
+            Condition to encode under; ``None`` uses each cell's own condition from the condition column.
+        sample
+            Decode one sample of ``z`` per cell instead of the posterior mean.
+        batch_size
+            Cells processed at a time.
+        random_state
+            Seed of the samples when ``sample=True``.
+
+        Returns
+        -------
+        A new AnnData (the input is not changed) with the predicted values in ``.X`` (dense;
+        log-normalised values for the Gaussian losses, expected counts at each cell's own library size
+        for ``"nb"``), the input's ``.obs`` with ``obs[condition_key]`` set to the target and
+        ``obs["source_condition"]`` holding the source, and ``.var`` indexed by the model's genes.
+        """
+        target = self._check_condition(target_condition, "target_condition")
+        adata_in, X, _ = self._inputs(adata, need_conditions=False)
+        n = X.shape[0]
+        if source_condition is None:
+            values = check_obs_key(adata_in, self.condition_key_, "adata", what="condition")
+            source = self._condition_codes(values, "adata has conditions")
+        else:
+            source = np.full(n, self._check_condition(source_condition, "source_condition"), dtype=np.int64)
+        pred = self._forward(X, source, np.full(n, target, dtype=np.int64), sample=sample, output="x",
+                             batch_size=batch_size, random_state=random_state)  # fmt: skip
+        obs = adata_in.obs.copy()
+        obs["source_condition"] = pd.Categorical(
+            np.asarray(self.conditions_, dtype=object)[source], categories=self.conditions_
+        )
+        obs[self.condition_key_] = pd.Categorical([self.conditions_[target]] * n, categories=self.conditions_)
+        return AnnData(X=pred, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes_)))
+
+    # ---- query mapping ------------------------------------------------------------------------
+    @classmethod
+    def load_query_data(
+        cls,
+        adata: AnnData,
+        reference_model: TRVAE,
+        *,
+        freeze_expression: bool = True,
+        remove_dropout: bool = True,
+        **config: Any,
+    ) -> TRVAE:
+        """A model for new conditions built on a trained reference ("architecture surgery").
+
+        The query's conditions that the reference has not seen are appended. Every reference weight is
+        copied and frozen, except the condition weights of the first encoder and decoder layers (and the
+        NB dispersion), of which only the new conditions' rows are trained; batch-norm layers keep the
+        reference statistics. Train the returned model on the query cells with :meth:`train`; afterwards
+        it maps reference and query cells into one latent space.
+
+        Parameters
+        ----------
+        adata
+            Query cells, with the reference's condition column and genes (reordered by name when needed;
+            a new AnnData is then registered, and the input is not changed).
+        reference_model
+            A trained :class:`TRVAE`.
+        freeze_expression
+            ``False`` also trains the first encoder and decoder layers (all their weights).
+        remove_dropout
+            Train the query model without dropout.
+        **config
+            Overrides of training settings (for example ``max_epochs=100``).
+
+        Returns
+        -------
+        The query model (not trained yet).
+        """
+        if not isinstance(reference_model, TRVAE):
+            raise TypeError(f"reference_model must be a TRVAE, got {type(reference_model).__name__}.")
+        if not reference_model.is_trained_:
+            raise ValueError("the reference model is not trained; call reference_model.train() first.")
+        key, layer = reference_model.condition_key_, reference_model.layer_
+        values = check_obs_key(adata, key, "the query", what="condition")
+        idx = _gene_index(adata.var_names, reference_model.genes_, "the query")
+        if idx is not None:
+            adata = adata[:, idx].copy()
+        new = sorted(set(values.astype(str)) - set(reference_model.conditions_))
+        conditions = [*reference_model.conditions_, *new]
+        cls.setup_anndata(adata, condition_key=key, layer=layer)
+        settings = {
+            k: v for k, v in reference_model.config_.items() if k not in {"encoder_layers", "decoder_layers"}
+        }
+        settings["encoder_layers"] = list(reference_model.config_["encoder_layers"])
+        settings["decoder_layers"] = list(reference_model.config_["decoder_layers"])
+        if remove_dropout:
+            settings["dropout"] = 0.0
+        settings.update(config)
+        settings["n_reference_conditions"] = len(reference_model.conditions_)
+        settings["freeze_expression"] = freeze_expression
+        model = cls(adata, preset=reference_model.preset_, conditions=conditions, **settings)
+        ref_state = reference_model.module.state_dict()
+        state = model.module.state_dict()
+        with torch.no_grad():
+            for name, tensor in state.items():
+                ref = ref_state[name].to(tensor.device)
+                if ref.shape == tensor.shape:
+                    tensor.copy_(ref)
+                elif name.endswith("condition_weight"):
+                    tensor[: ref.shape[0]] = ref
+                elif name == "theta":
+                    tensor[:, : ref.shape[1]] = ref
+                else:  # pragma: no cover - architecture mismatch
+                    raise ValueError(
+                        f"cannot copy reference weight {name}: {tuple(ref.shape)} vs {tuple(tensor.shape)}"
+                    )
+        model.module.load_state_dict(state)
+        model.reference_conditions_ = list(reference_model.conditions_)
+        logger.info("trVAE query model: new conditions %s on top of %s", new, reference_model.conditions_)
+        return model
+
+    def __repr__(self) -> str:
+        return self._model_summary_string
