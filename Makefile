@@ -18,7 +18,7 @@ endif
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.venv/numba_cache
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean docs tutorials
 
 install: $(STAMP)
 
@@ -44,6 +44,23 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 	$(BIN)/ruff format src tests benchmarks scripts
 
+# Documentation: the doc extra in the same .venv; notebooks are executed once by `make tutorials`
+# (tutorials/run.py, with a time budget) and rendered as they are by Sphinx (docs build with -W).
+DOC_STAMP := $(VENV)/.sctransfer-doc-installed
+TUTORIAL_BUDGET ?= 900
+TUTORIAL_TIMEOUT ?= 360
+
+$(DOC_STAMP): $(STAMP)
+	$(PIP) install $(PIP_FLAGS) -e ".[test,doc]"
+	@touch $(DOC_STAMP)
+
+tutorials: $(DOC_STAMP)
+	$(BIN)/python tutorials/run.py --budget $(TUTORIAL_BUDGET) --timeout $(TUTORIAL_TIMEOUT)
+
+docs: $(DOC_STAMP)
+	$(BIN)/python tutorials/run.py --missing-only --budget $(TUTORIAL_BUDGET) --timeout $(TUTORIAL_TIMEOUT)
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
 # Galaxy wrappers: planemo (the galaxy extra, which also brings Cheetah) in the same .venv; it adds
 # packages and changes none of the test pins. `planemo lint` runs offline and fails on warnings; the
 # tests render each wrapper's command with Cheetah and run it with the real CLI on galaxy/test-data.
@@ -58,9 +75,21 @@ galaxy-lint: $(GALAXY_STAMP)
 	$(BIN)/planemo lint --skip BioToolsValid --fail_level warn galaxy/
 	$(BIN)/python -m pytest -q tests/cli
 
-bench: $(STAMP)
+# Benchmarks: real data, baselines in the same run, JSON in benchmarks/results/ (harmonypy: bench extra)
+BENCH_STAMP := $(VENV)/.sctransfer-bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install $(PIP_FLAGS) -e ".[test,bench]"
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/label_transfer_mop.py
 	$(BIN)/python benchmarks/knn_speed.py
+	$(BIN)/python benchmarks/gene_activity.py
+	$(BIN)/python benchmarks/castle.py
+	$(BIN)/python benchmarks/metaneighbor_speed.py
+	$(BIN)/python benchmarks/alignment.py
+	$(BIN)/python benchmarks/trvae_kang.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache docs/_build docs/generated docs/api docs/tutorials/*.ipynb docs/tutorials/timings.json

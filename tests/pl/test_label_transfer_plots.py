@@ -131,3 +131,15 @@ def test_missing_keys_raise(transferred):
         sct.pl.joint_embedding(rna, atac, color="nope")
     with pytest.raises(ValueError, match="min_fraction"):
         sct.pl.sankey(atac, "cell_type", "sct_label", min_fraction=1.5)
+
+
+def test_confidence_reads_castle_results(transferred):
+    _, atac = transferred
+    adata = atac.copy()
+    adata.obs["castle_label"] = adata.obs["sct_label"]
+    adata.obs["castle_confidence"] = adata.obs["sct_label_confidence"]
+    adata.uns["castle"] = {"params": {"threshold": 0.5}}
+    ax = sct.pl.confidence(adata, "castle")
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    np.testing.assert_allclose(dashed[0].get_ydata(), [0.5, 0.5])
+    assert ax.get_xlabel() == "predicted label (castle)"

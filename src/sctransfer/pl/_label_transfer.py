@@ -14,7 +14,7 @@ from matplotlib.colors import to_hex
 from matplotlib.patches import Rectangle
 
 from .._utils._docs import inject_docs
-from .._utils._keys import JOINT_EMBEDDING_KEY, REJECTION_LABELS, LabelTransferKeys
+from .._utils._keys import JOINT_EMBEDDING_KEY, REJECTION_LABELS, CaSTLeKeys, LabelTransferKeys
 from ..metrics import confusion_matrix
 
 if TYPE_CHECKING:
@@ -439,13 +439,15 @@ def confidence(
     Parameters
     ----------
     adata
-        The query after :func:`sctransfer.tl.label_transfer`, with ``.obs[key]`` and
-        ``.obs[f"{{key}}_confidence"]``.
+        The query after :func:`sctransfer.tl.label_transfer` (``.obs[key]`` and
+        ``.obs[f"{{key}}_confidence"]``) or :func:`sctransfer.tl.castle` (``.obs[f"{{key}}_label"]`` and
+        ``.obs[f"{{key}}_confidence"]``).
     key
-        The ``key_added`` of the label transfer.
+        The ``key_added`` of the label transfer (``"castle"`` for CaSTLe's default).
     threshold
-        Draw a dashed horizontal line at this confidence. ``None`` uses the ``unknown_threshold`` recorded
-        in ``adata.uns[key]["params"]`` when it is a number, and draws no line otherwise.
+        Draw a dashed horizontal line at this confidence. ``None`` uses the threshold recorded in
+        ``adata.uns[key]["params"]`` (``unknown_threshold``, or CaSTLe's ``threshold``) when it is a number,
+        and draws no line otherwise.
     {ax}
     {show}
     {save}
@@ -455,10 +457,13 @@ def confidence(
     The Axes, with one box per predicted label (rejection labels last) and the threshold line.
     """
     keys = LabelTransferKeys(key)
+    if keys.label not in adata.obs and CaSTLeKeys(key).label in adata.obs:
+        keys = CaSTLeKeys(key)
     labels = _obs_column(adata, keys.label, "key")
     conf = pd.to_numeric(_obs_column(adata, keys.confidence, "confidence column"), errors="coerce")
     if threshold is None:
-        recorded: Any = adata.uns.get(keys.uns, {}).get("params", {}).get("unknown_threshold")
+        params = adata.uns.get(keys.uns, {}).get("params", {})
+        recorded: Any = params.get("unknown_threshold", params.get("threshold"))
         if isinstance(recorded, int | float) and not isinstance(recorded, bool):
             threshold = float(recorded)
     cats = _ordered_categories(labels)

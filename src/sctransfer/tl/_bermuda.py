@@ -104,7 +104,8 @@ def metaneighbor(
         batch (``"<batch>|<label>"``).
     fast
         ``True`` (default): the low-memory version, linear in the number of cells. ``False``: the exact
-        version (a cell x cell Spearman network, ranked as a whole), which needs about ``16 N^2`` bytes.
+        version (a cell x cell Spearman network, ranked as a whole), which needs about ``20 N^2`` bytes
+        and refuses inputs above 8 GB with a message pointing to ``fast=True``.
     {layer_lognorm}
     key_added
         ``.uns`` key of the result.
