@@ -1004,7 +1004,7 @@ def _add_bermuda(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--n-top-genes",
         type=_int_or_none,
-        default=2000,
+        default=500,
         metavar="{none,INT}",
         help="highly variable genes per batch; none uses every detected gene (default: %(default)s)",
     )
