@@ -135,9 +135,11 @@ def _galaxy_slots() -> int | None:
 def configure_environment() -> dict[str, Any]:
     """Set the environment knobs a batch system (Galaxy) needs, before numba, torch or matplotlib load.
 
-    - ``GALAXY_SLOTS`` sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``,
-      ``VECLIB_MAXIMUM_THREADS`` and ``NUMBA_NUM_THREADS`` (capped at the CPU count) where they are unset;
-      the torch, numba and BLAS thread pools are set again once loaded (:func:`_apply_threads`).
+    - ``GALAXY_SLOTS`` sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+      ``VECLIB_MAXIMUM_THREADS`` where they are unset; the torch, numba and BLAS thread pools are limited
+      again once loaded (:func:`_apply_threads`). numba's pool is limited with ``numba.set_num_threads``
+      rather than ``NUMBA_NUM_THREADS``: numba is already imported here, and changing that variable after
+      its threads have started makes later parallel calls fail.
     - ``NUMBA_CACHE_DIR`` goes to ``<cache>/numba`` when unset and the package directory (numba's default
       cache location) is not writable.
     - ``MPLCONFIGDIR`` goes to ``<cache>/matplotlib`` when unset and matplotlib's default config directory
@@ -155,7 +157,6 @@ def configure_environment() -> dict[str, Any]:
     if slots is not None:
         for name in _THREAD_ENV:
             os.environ.setdefault(name, str(slots))
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(min(slots, os.cpu_count() or 1)))
     os.environ.setdefault("MPLBACKEND", "Agg")
     if not os.environ.get("NUMBA_CACHE_DIR"):
         package_dir = Path(__file__).resolve().parent
