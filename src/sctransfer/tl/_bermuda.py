@@ -23,6 +23,7 @@ from .._utils._validation import (
 )
 from ..kernels._knn import knn
 from ..kernels._metaneighbor import metaneighbor as _metaneighbor
+from ..kernels._pca import log_normalize
 
 #: separator between the batch and the cluster in the per-batch cluster labels
 CLUSTER_SEPARATOR = "|"
@@ -60,20 +61,12 @@ def _per_batch_clusters(batches: pd.Series, clusters: pd.Series) -> pd.Series:
 
 
 def _log_normalised(X, *, target_sum: float) -> tuple[Any, bool]:
-    """Library-size normalise and ``log1p`` counts; return other values unchanged (as float32)."""
-    if not looks_like_counts(X):
-        return (X.astype(np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)), False
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float64)
-        totals = np.asarray(X.sum(axis=1)).ravel()
-        scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-        X = sp.diags(scale) @ X
-        X.data = np.log1p(X.data)
-        return X.astype(np.float32).tocsr(), True
-    X = np.asarray(X, dtype=np.float64)
-    totals = X.sum(axis=1, keepdims=True)
-    X = np.log1p(np.divide(X * target_sum, totals, out=np.zeros_like(X), where=totals > 0))
-    return X.astype(np.float32), True
+    """:func:`~sctransfer.kernels._pca.log_normalize` counts (float32); other values unchanged (as float32)."""
+    if looks_like_counts(X):
+        X, normalised = log_normalize(X, target_sum=target_sum), True
+    else:
+        normalised = False
+    return (X.astype(np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)), normalised
 
 
 @inject_docs(**_DOCS)
@@ -380,7 +373,7 @@ def bermuda(
         n_top_genes = check_int(n_top_genes, "n_top_genes", 2)
     if not 0 < similarity_threshold <= 1:
         raise ValueError(f"similarity_threshold must be in (0, 1], got {similarity_threshold!r}.")
-    config_fields = {f for f in BERMUDAConfig.__dataclass_fields__}
+    config_fields = set(BERMUDAConfig.__dataclass_fields__)
     model_kwargs = {k: train_kwargs.pop(k) for k in list(train_kwargs) if k in config_fields}
 
     Xn, normalised = _log_normalised(X, target_sum=1e6 if faithful else 1e4)

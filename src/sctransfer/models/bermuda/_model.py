@@ -385,11 +385,7 @@ class BERMUDA(BaseModelClass):
         )
         ramp = epochs if cfg.ramp_epochs is None else min(cfg.ramp_epochs, epochs)
         torch.manual_seed(random_state)
-        with torch.no_grad():
-            generator_state = torch.random.get_rng_state()
-            torch.manual_seed(random_state)
-            self.module.reset_parameters()
-            torch.random.set_rng_state(generator_state)
+        self.module.reset_parameters()
         dm = ClusterBalancedDataModule(
             self._X(), batch_codes, cluster_codes, batch_size=batch, steps_per_epoch=steps,
             sampler=cfg.sampler, seed=random_state,

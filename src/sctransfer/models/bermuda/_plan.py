@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import lightning.pytorch as pl
 import torch
+from scvi import REGISTRY_KEYS
 
 from ._module import BERMUDAModule
 
@@ -92,7 +93,7 @@ class BERMUDATrainingPlan(pl.LightningModule):
             self.nonfinite_epoch = self.current_epoch + 1
             self.trainer.should_stop = True
             return None
-        size = batch["X"].shape[0] if "X" in batch else None
+        size = batch[REGISTRY_KEYS.X_KEY].shape[0]
         self.log("train_loss", out.loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
         self.log("reconstruction_loss_train", out.reconstruction_loss_sum, on_step=False, on_epoch=True,
                  batch_size=size)  # fmt: skip
