@@ -17,6 +17,7 @@ Protocol:
 - timing: wall time of ``TRVAE.train`` (one torch thread), with the machine's load average recorded.
 
     python benchmarks/trvae_kang.py            # writes benchmarks/results/trvae_kang.json
+    python benchmarks/trvae_kang.py --types 'CD14 Mono' --set beta=5e4 --set mmd_on=y --output /tmp/t.json
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import platform
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,10 +115,27 @@ def run_type(
     return rows
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["beta=5e4", "mmd_on=y"]`` -> ``{"beta": 50000.0, "mmd_on": "y"}`` (JSON values, else strings)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE (a TRVAEConfig field), got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def command(args: argparse.Namespace) -> str:
     parts = ["python benchmarks/trvae_kang.py"]
     for key, value in vars(args).items():
         if key == "output":
+            continue
+        if key == "overrides":
+            parts.extend(f"--set {item}" for item in value)
             continue
         values = value if isinstance(value, list) else [value]
         parts.append(
@@ -132,7 +151,12 @@ def main() -> None:
     parser.add_argument("--types", nargs="+", default=TYPES)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--n-bootstrap", type=int, default=100)
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting of the preset (a TRVAEConfig field), e.g. --set beta=5e4",
+    )  # fmt: skip
     args = parser.parse_args()
+    overrides = parse_overrides(args.overrides)
     warnings.filterwarnings("ignore", category=FutureWarning)
     load_start = os.getloadavg()
     start = time.perf_counter()
@@ -141,7 +165,7 @@ def main() -> None:
     for cell_type in args.types:
         for seed in args.seeds:
             type_rows = run_type(
-                adata, cell_type, preset=args.preset, seed=seed, n_bootstrap=args.n_bootstrap
+                adata, cell_type, preset=args.preset, seed=seed, n_bootstrap=args.n_bootstrap, **overrides
             )
             rows.extend(type_rows if seed == args.seeds[0] else type_rows[:1])
             print(f"done: {cell_type}, seed {seed} ({type_rows[0]['train_seconds']} s)", flush=True)
@@ -189,7 +213,8 @@ def main() -> None:
             },
             "bootstrap": f"{args.n_bootstrap} rounds, both sets resampled with replacement at full size",
             "preset": args.preset,
-            "settings": sct.models.trvae.PRESETS[args.preset].to_dict(),
+            "overrides": overrides,
+            "settings": replace(sct.models.trvae.PRESETS[args.preset], **overrides).to_dict(),
         },
         "environment": {
             "sctransfer": sct.__version__,
