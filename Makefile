@@ -90,6 +90,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/metaneighbor_speed.py
 	$(BIN)/python benchmarks/alignment.py
 	$(BIN)/python benchmarks/trvae_kang.py
+	$(BIN)/python benchmarks/trvae_kang_diagnosis.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache docs/_build docs/generated docs/api docs/tutorials/*.ipynb docs/tutorials/timings.json

@@ -1,0 +1,156 @@
+"""Why trVAE under-predicts a held-out Kang type: the seen-type bound, latent neighbours, fold-change slope.
+
+For each held-out type, on the data and protocol of ``benchmarks/trvae_kang.py`` (default preset):
+
+- held out: the model trained without the type's STIM cells (the benchmark's model). Reported: R² of the
+  means on the top-100 DEGs, and the fold change it predicts on those DEGs (``mean(pred) - mean(CTRL)``)
+  regressed on the real one (``mean(STIM) - mean(CTRL)``): Pearson r and slope (1 = right magnitude).
+- latent neighbours: for each CTRL cell of the type, its 15 nearest STIM cells in z (posterior means);
+  the share of each type among them. With the type's STIM cells held out, the MMD still matches the two
+  conditions' latent distributions, so CTRL cells of a type without a STIM counterpart are drawn onto the
+  STIM cells of other types.
+- seen: the same model trained on every cell, STIM cells of the type included; its prediction of those
+  STIM cells bounds what the network can express, and its CTRL reconstruction checks the fit.
+- deltas: CTRL plus the mean STIM - CTRL shift of every other type alone, next to the global delta.
+
+    python benchmarks/trvae_kang_diagnosis.py     # writes benchmarks/results/trvae_kang_diagnosis.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from anndata import AnnData
+from sklearn.neighbors import NearestNeighbors
+
+import sctransfer as sct
+from sctransfer.models import TRVAE
+from trvae_kang import CONDITION_KEY, N_DEGS, TYPE_KEY, dense, load_data
+
+RESULTS = Path(__file__).parent / "results" / "trvae_kang_diagnosis.json"
+N_NEIGHBOURS = 15
+
+
+def r2_mean(pred: np.ndarray, real: np.ndarray, degs: np.ndarray) -> float:
+    return round(sct.metrics.prediction_r2(pred, real, genes=degs).mean, 4)
+
+
+def fold_change_fit(pred: np.ndarray, ctrl: np.ndarray, real: np.ndarray, degs: np.ndarray) -> dict:
+    predicted = (pred.mean(0) - ctrl.mean(0))[degs]
+    observed = (real.mean(0) - ctrl.mean(0))[degs]
+    return {
+        "fold_change_r": round(float(np.corrcoef(predicted, observed)[0, 1]), 4),
+        "fold_change_slope": round(float(np.polyfit(observed, predicted, 1)[0]), 4),
+    }
+
+
+def train(adata: AnnData, seed: int) -> tuple[TRVAE, float]:
+    TRVAE.setup_anndata(adata, condition_key=CONDITION_KEY)
+    model = TRVAE(adata, preset="default")
+    start = time.perf_counter()
+    model.train(random_state=seed, enable_progress_bar=False)
+    return model, round(time.perf_counter() - start, 1)
+
+
+def diagnose(adata: AnnData, cell_type: str, seed: int) -> dict:
+    types = adata.obs[TYPE_KEY].astype(str).to_numpy()
+    stim = adata.obs[CONDITION_KEY].astype(str).to_numpy()
+    in_type = types == cell_type
+    held_out = in_type & (stim == "STIM")
+    ctrl_mask = in_type & (stim == "CTRL")
+    X = dense(adata.X)
+    ctrl, real = X[ctrl_mask], X[held_out]
+    degs = sct.metrics.condition_degs(
+        adata.X[in_type], stim[in_type], target="STIM", reference="CTRL",
+        var_names=adata.var_names, n_top=N_DEGS,
+    )["position"].to_numpy()  # fmt: skip
+    out: dict = {"type": cell_type, "seed": seed}
+
+    train_held = adata[~held_out].copy()
+    model, seconds = train(train_held, seed)
+    pred = model.predict(adata[ctrl_mask], source_condition="CTRL", target_condition="STIM").X
+    out["held_out"] = {
+        "train_seconds": seconds,
+        "r2_mean_degs": r2_mean(pred, real, degs),
+        **fold_change_fit(pred, ctrl, real, degs),
+    }
+    z_train = model.get_latent_representation(train_held)
+    z_ctrl = model.get_latent_representation(adata[ctrl_mask])
+    is_stim = train_held.obs[CONDITION_KEY].astype(str).to_numpy() == "STIM"
+    stim_types = train_held.obs[TYPE_KEY].astype(str).to_numpy()[is_stim]
+    _, idx = NearestNeighbors(n_neighbors=N_NEIGHBOURS).fit(z_train[is_stim]).kneighbors(z_ctrl)
+    counts = Counter(stim_types[idx.ravel()])
+    out["held_out"]["stim_neighbours_of_ctrl"] = {t: round(c / idx.size, 4) for t, c in counts.most_common()}
+
+    train_all = adata.copy()
+    model, seconds = train(train_all, seed)
+    pred = model.predict(adata[ctrl_mask], source_condition="CTRL", target_condition="STIM").X
+    recon = model.predict(adata[ctrl_mask], source_condition="CTRL", target_condition="CTRL").X
+    out["seen"] = {
+        "train_seconds": seconds,
+        "r2_mean_degs": r2_mean(pred, real, degs),
+        "ctrl_reconstruction_r2_mean_degs": r2_mean(recon, ctrl, degs),
+        **fold_change_fit(pred, ctrl, real, degs),
+    }
+
+    others = ~in_type
+    shift = X[others & (stim == "STIM")].mean(0) - X[others & (stim == "CTRL")].mean(0)
+    deltas = {"global delta": r2_mean(ctrl + shift, real, degs)}
+    for donor in sorted(set(types[others])):
+        d = types == donor
+        if (d & (stim == "STIM")).sum() < 5 or (d & (stim == "CTRL")).sum() < 5:
+            continue
+        shift = X[d & (stim == "STIM")].mean(0) - X[d & (stim == "CTRL")].mean(0)
+        deltas[f"{donor} delta"] = r2_mean(ctrl + shift, real, degs)
+    out["deltas"] = dict(sorted(deltas.items(), key=lambda kv: -kv[1]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--types", nargs="+", default=["CD14 Mono", "NK"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    adata = load_data()
+    rows = []
+    for cell_type in args.types:
+        r = diagnose(adata, cell_type, args.seed)
+        rows.append(r)
+        h, s = r["held_out"], r["seen"]
+        print(f"\n{cell_type} (seed {args.seed})")
+        print(
+            f"  held out: R2 mean DEG {h['r2_mean_degs']:.3f}  fold change r {h['fold_change_r']:.3f} "
+            f"slope {h['fold_change_slope']:.2f}  ({h['train_seconds']} s)"
+        )
+        near = ", ".join(f"{t} {v:.2f}" for t, v in list(h["stim_neighbours_of_ctrl"].items())[:5])
+        print(f"  STIM neighbours (z) of its CTRL cells: {near}")
+        print(
+            f"  seen:     R2 mean DEG {s['r2_mean_degs']:.3f}  fold change r {s['fold_change_r']:.3f} "
+            f"slope {s['fold_change_slope']:.2f}  CTRL reconstruction {s['ctrl_reconstruction_r2_mean_degs']:.3f}"
+        )
+        print("  deltas:   " + ", ".join(f"{k} {v:.3f}" for k, v in list(r["deltas"].items())[:4]))
+    result = {
+        "benchmark": "trvae_kang_diagnosis",
+        "command": "python benchmarks/trvae_kang_diagnosis.py "
+        + f"--types {' '.join(repr(t) for t in args.types)} --seed {args.seed}",
+        "preset": "default",
+        "n_neighbours": N_NEIGHBOURS,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "results": rows,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
