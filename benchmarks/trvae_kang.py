@@ -71,15 +71,10 @@ def score(pred: np.ndarray, real: np.ndarray, degs: np.ndarray, n_bootstrap: int
     return out
 
 
-def run_type(
-    adata: AnnData, cell_type: str, *, preset: str, seed: int, n_bootstrap: int, **config
-) -> list[dict]:
+def held_out_split(adata: AnnData, cell_type: str) -> dict[str, np.ndarray]:
+    """The protocol's masks for one held-out type, and its top DEGs (STIM vs CTRL within the type)."""
     types = adata.obs[TYPE_KEY].astype(str).to_numpy()
     stim = adata.obs[CONDITION_KEY].astype(str).to_numpy()
-    held_out = (types == cell_type) & (stim == "STIM")
-    ctrl_mask = (types == cell_type) & (stim == "CTRL")
-    ctrl = dense(adata.X[ctrl_mask])
-    real = dense(adata.X[held_out])
     in_type = types == cell_type
     degs = sct.metrics.condition_degs(
         adata.X[in_type],
@@ -89,6 +84,28 @@ def run_type(
         var_names=adata.var_names,
         n_top=N_DEGS,
     )["position"].to_numpy()
+    return {
+        "types": types,
+        "stim": stim,
+        "in_type": in_type,
+        "held_out": in_type & (stim == "STIM"),
+        "ctrl": in_type & (stim == "CTRL"),
+        "degs": degs,
+    }
+
+
+def condition_shift(adata: AnnData, stim: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Mean STIM minus mean CTRL expression over ``cells`` (a boolean mask)."""
+    return dense(adata.X[cells & (stim == "STIM")]).mean(0) - dense(adata.X[cells & (stim == "CTRL")]).mean(0)
+
+
+def run_type(
+    adata: AnnData, cell_type: str, *, preset: str, seed: int, n_bootstrap: int, **config
+) -> list[dict]:
+    split = held_out_split(adata, cell_type)
+    held_out, ctrl_mask, degs = split["held_out"], split["ctrl"], split["degs"]
+    ctrl = dense(adata.X[ctrl_mask])
+    real = dense(adata.X[held_out])
     rows = []
     common = {"type": cell_type, "n_ctrl": int(ctrl_mask.sum()), "n_stim": int(held_out.sum())}
 
@@ -107,10 +124,7 @@ def run_type(
         }
     )  # fmt: skip
     rows.append({**common, "method": "identity (CTRL)", **score(ctrl, real, degs, n_bootstrap)})
-    others = ~in_type
-    delta = dense(adata.X[others & (stim == "STIM")]).mean(0) - dense(
-        adata.X[others & (stim == "CTRL")]
-    ).mean(0)
+    delta = condition_shift(adata, split["stim"], ~split["in_type"])
     rows.append({**common, "method": "global delta", **score(ctrl + delta, real, degs, n_bootstrap)})
     return rows
 

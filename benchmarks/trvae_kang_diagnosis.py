@@ -32,7 +32,7 @@ from sklearn.neighbors import NearestNeighbors
 
 import sctransfer as sct
 from sctransfer.models import TRVAE
-from trvae_kang import CONDITION_KEY, N_DEGS, TYPE_KEY, dense, load_data
+from trvae_kang import CONDITION_KEY, TYPE_KEY, condition_shift, dense, held_out_split, load_data
 
 RESULTS = Path(__file__).parent / "results" / "trvae_kang_diagnosis.json"
 N_NEIGHBOURS = 15
@@ -60,17 +60,10 @@ def train(adata: AnnData, seed: int) -> tuple[TRVAE, float]:
 
 
 def diagnose(adata: AnnData, cell_type: str, seed: int) -> dict:
-    types = adata.obs[TYPE_KEY].astype(str).to_numpy()
-    stim = adata.obs[CONDITION_KEY].astype(str).to_numpy()
-    in_type = types == cell_type
-    held_out = in_type & (stim == "STIM")
-    ctrl_mask = in_type & (stim == "CTRL")
-    X = dense(adata.X)
-    ctrl, real = X[ctrl_mask], X[held_out]
-    degs = sct.metrics.condition_degs(
-        adata.X[in_type], stim[in_type], target="STIM", reference="CTRL",
-        var_names=adata.var_names, n_top=N_DEGS,
-    )["position"].to_numpy()  # fmt: skip
+    split = held_out_split(adata, cell_type)
+    types, stim, in_type = split["types"], split["stim"], split["in_type"]
+    held_out, ctrl_mask, degs = split["held_out"], split["ctrl"], split["degs"]
+    ctrl, real = dense(adata.X[ctrl_mask]), dense(adata.X[held_out])
     out: dict = {"type": cell_type, "seed": seed}
 
     train_held = adata[~held_out].copy()
@@ -101,14 +94,12 @@ def diagnose(adata: AnnData, cell_type: str, seed: int) -> dict:
     }
 
     others = ~in_type
-    shift = X[others & (stim == "STIM")].mean(0) - X[others & (stim == "CTRL")].mean(0)
-    deltas = {"global delta": r2_mean(ctrl + shift, real, degs)}
+    deltas = {"global delta": r2_mean(ctrl + condition_shift(adata, stim, others), real, degs)}
     for donor in sorted(set(types[others])):
         d = types == donor
         if (d & (stim == "STIM")).sum() < 5 or (d & (stim == "CTRL")).sum() < 5:
             continue
-        shift = X[d & (stim == "STIM")].mean(0) - X[d & (stim == "CTRL")].mean(0)
-        deltas[f"{donor} delta"] = r2_mean(ctrl + shift, real, degs)
+        deltas[f"{donor} delta"] = r2_mean(ctrl + condition_shift(adata, stim, d), real, degs)
     out["deltas"] = dict(sorted(deltas.items(), key=lambda kv: -kv[1]))
     return out
 
