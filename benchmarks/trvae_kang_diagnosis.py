@@ -11,7 +11,7 @@ For each held-out type, on the data and protocol of ``benchmarks/trvae_kang.py``
 - MMD blind to the type: the held-out model again, with the MMD computed without the type's CTRL cells
   (they still train the encoder and decoder). This needs the labels, so it is a diagnostic, not a
   method: it tests whether the MMD pulling those cells onto other types' STIM cells is what limits the
-  prediction. It wraps two private members of the package for the duration of one training.
+  prediction. It wraps three private members of the package for the duration of one training.
 - seen: the same model trained on every cell, STIM cells of the type included; its prediction of those
   STIM cells bounds what the network can express, and its CTRL reconstruction checks the fit.
 - deltas: CTRL plus the mean STIM - CTRL shift of every other type alone, next to the global delta.
