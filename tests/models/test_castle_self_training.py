@@ -3,23 +3,13 @@
 import numpy as np
 import pandas as pd
 import pytest
-import scanpy as sc
 import scipy.sparse as sp
 
 import sctransfer as sct
 from sctransfer.models.castle._model import _pseudo_labels
 from tests.conftest import requires_real_data
+from tests.models.test_castle_model import fit, lognorm_pair
 from tests.tl.test_castle import COARSE
-
-
-def lognorm_pair(seed=0):
-    source, target = sct.datasets.simulate_multiome(
-        n_cells=300, n_genes=150, n_types=4, modality_shift=0.3, atac_depth=1.0, random_state=seed
-    )
-    for a in (source, target):
-        sc.pp.normalize_total(a, target_sum=1e4)
-        sc.pp.log1p(a)
-    return source, target
 
 
 @pytest.fixture
@@ -29,11 +19,6 @@ def pair():
 
 def dense(X):
     return X.toarray() if sp.issparse(X) else np.asarray(X)
-
-
-def fit(source, target=None, **kwargs):
-    kwargs = {"n_features": 30, **kwargs}
-    return sct.models.CaSTLe(**kwargs).fit(source, target, labels_key="cell_type")
 
 
 def test_pseudo_label_rule():
