@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -451,6 +454,158 @@ def test_bad_peaks_and_options(good):
     _unchanged(adata, ann, snap)
 
 
+# ------------------------------------------------------------------------------------------ genome match
+def make_genome(n_chroms=3, n_genes=40, gene_len=50_000, spacing=250_000):
+    """Annotation of evenly spaced '+' genes (chr1..chrN, ~10 Mb each); the first starts at 100,001."""
+    rows = [
+        (f"G{c}_{i}", f"chr{c}", 100_001 + i * spacing, 100_000 + i * spacing + gene_len, "+")
+        for c in range(1, n_chroms + 1)
+        for i in range(n_genes)
+    ]
+    return make_annotation(rows)
+
+
+def place_peaks(ann, *, n_in, n_out, seed=0, width=500):
+    """BED peaks: ``n_in`` inside random gene bodies, ``n_out`` in intergenic gaps (clear of gene regions)."""
+    rng = np.random.default_rng(seed)
+    genes = ann.sort_values(["chrom", "start"]).reset_index(drop=True)
+    peaks = []
+    for _ in range(n_in):
+        g = genes.iloc[rng.integers(len(genes))]
+        s = int(rng.integers(g["start"] + 3000, g["end"] - 3000 - width))
+        peaks.append((g["chrom"], s, s + width))
+    nxt = genes.groupby("chrom")["start"].shift(-1)
+    gaps = genes.assign(lo=genes["end"] + 3000, hi=nxt - 3000 - width).dropna()
+    for _ in range(n_out):
+        g = gaps.iloc[rng.integers(len(gaps))]
+        s = int(rng.integers(g["lo"], g["hi"]))
+        peaks.append((g["chrom"], s, s + width))
+    return peaks
+
+
+def peaks_adata(peaks, n_cells=6, seed=1):
+    X = sp.random(n_cells, len(peaks), density=0.3, format="csr", random_state=seed, dtype=np.float32)
+    X.data[:] = 1
+    return make_peaks(peaks, X=X)
+
+
+def run_quietly(adata, ann, **kwargs):
+    """gene_activity that fails on any UserWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        return sct.pp.gene_activity(adata, annotation=ann, **kwargs)
+
+
+def test_right_genome_does_not_warn_and_records_fraction():
+    ann = make_genome()
+    adata = peaks_adata(place_peaks(ann, n_in=700, n_out=300))
+    snap = _snapshot(adata, ann)
+    out = run_quietly(adata, ann)
+    params = out.uns[GENE_ACTIVITY_KEY]["params"]
+    assert type(params["fraction_peaks_in_genes"]) is float
+    assert params["fraction_peaks_in_genes"] == pytest.approx(0.7)
+    # gene regions (52 kb every 250 kb) + a 500 bp peak width cover ~21% of each chromosome
+    assert params["fraction_peaks_in_genes_by_chance"] == pytest.approx(52_500 / 250_000, abs=0.01)
+    assert params["n_peaks_beyond_chrom_end"] == 0
+    assert params["fraction_genes_with_peaks"] == 1.0
+    _unchanged(adata, ann, snap)
+
+
+def test_low_overlap_warns_with_fraction():
+    ann = make_genome()
+    adata = peaks_adata(place_peaks(ann, n_in=50, n_out=950))
+    snap = _snapshot(adata, ann)
+    with pytest.warns(UserWarning, match="wrong genome build or species") as record:
+        out = sct.pp.gene_activity(adata, annotation=ann)
+    message = str(record[0].message)
+    assert "5.0% of the peaks overlap a gene region" in message
+    assert "odds ratio" in message
+    assert "Check annotation=" in message
+    assert "sct.datasets.gene_annotation" in message
+    assert out.uns[GENE_ACTIVITY_KEY]["params"]["fraction_peaks_in_genes"] == pytest.approx(0.05)
+    _unchanged(adata, ann, snap)  # a warning changes nothing either
+
+
+def test_peaks_beyond_annotated_chromosome_end_warn():
+    ann = make_genome()  # genes end near 9.9 Mb on every chromosome
+    inside = place_peaks(ann, n_in=700, n_out=300)
+    far = [("chr1", 15_000_000 + 10_000 * i, 15_000_500 + 10_000 * i) for i in range(40)]
+    with pytest.warns(UserWarning, match=r"40 lie more than 1 Mb beyond the last annotated gene .*\(chr1\)"):
+        out = sct.pp.gene_activity(peaks_adata(inside + far), annotation=ann)
+    assert out.uns[GENE_ACTIVITY_KEY]["params"]["n_peaks_beyond_chrom_end"] == 40
+    # a few stray peaks (< 10) or peaks just past the last gene are tolerated
+    near = [("chr1", 10_200_000 + 10_000 * i, 10_200_500 + 10_000 * i) for i in range(40)]
+    run_quietly(peaks_adata(inside + far[:5] + near), ann)
+
+
+def test_peaks_on_numbered_chromosome_absent_from_annotation_warn():
+    ann = make_genome()
+    inside = place_peaks(ann, n_in=700, n_out=300)
+    chr20 = [("chr20", 1_000_000 + 10_000 * i, 1_000_500 + 10_000 * i) for i in range(30)]
+    with pytest.warns(UserWarning, match=r"30 are on chromosomes the annotation lacks \(chr20\)"):
+        sct.pp.gene_activity(peaks_adata(inside + chr20), annotation=ann)
+    # unplaced contigs, decoys, chrY and chrM missing from the annotation are normal
+    others = [
+        (c, 1000 * i, 1000 * i + 500) for c in ("chrUn_gl000220", "hs37d5", "chrY", "chrM") for i in range(30)
+    ]
+    out = run_quietly(peaks_adata(inside + others), ann)
+    assert out.uns[GENE_ACTIVITY_KEY]["params"]["n_peaks_unmatched_chrom"] == 120
+
+
+def test_few_genes_with_peaks_warns():
+    ann = make_genome(n_chroms=1, n_genes=200, gene_len=10_000, spacing=50_000)
+    rng = np.random.default_rng(0)
+    starts = rng.choice(np.arange(100_000, 110_000 - 500), 300, replace=False)  # all in the first gene
+    adata = peaks_adata([("chr1", int(s), int(s) + 500) for s in starts])
+    with pytest.warns(UserWarning, match=r"only 0.50% of the 200 annotation genes"):
+        out = sct.pp.gene_activity(adata, annotation=ann)
+    assert out.uns[GENE_ACTIVITY_KEY]["params"]["fraction_genes_with_peaks"] == pytest.approx(0.005)
+    # fewer peaks than genes: a small peak set cannot reach many genes, so no warning
+    run_quietly(adata[:, :150].copy(), ann)
+
+
+def test_chrom_naming_harmonised_and_logged(caplog):
+    ann = make_genome()
+    peaks = place_peaks(ann, n_in=700, n_out=300)
+    ref = run_quietly(peaks_adata(peaks), ann)
+    bare = peaks_adata([(c.removeprefix("chr"), s, e) for c, s, e in peaks])
+    with caplog.at_level(logging.INFO, logger="sctransfer"):
+        out = run_quietly(bare, ann)
+    assert "3 peak chromosome name(s) harmonised" in caplog.text
+    assert "'1' -> 'chr1'" in caplog.text
+    np.testing.assert_array_equal(out.X.toarray(), ref.X.toarray())
+    assert out.uns[GENE_ACTIVITY_KEY]["params"]["fraction_peaks_in_genes"] == pytest.approx(0.7)
+    # the other way round, and MT vs chrM
+    caplog.clear()
+    mito = make_annotation([("A", "chr1", 1001, 2000, "+"), ("MTG", "chrMT", 1, 500, "+")])
+    with caplog.at_level(logging.INFO, logger="sctransfer"):
+        out = sct.pp.gene_activity(make_peaks([("1", 1500, 1600), ("chrM", 10, 20)]), annotation=mito)
+    assert "'chrM' -> 'chrMT'" in caplog.text
+    assert list(out.var_names) == ["A", "MTG"]
+    # names that already match are not reported
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sctransfer"):
+        run_quietly(peaks_adata(peaks), ann)
+    assert "harmonised" not in caplog.text
+
+
+def test_chrom_naming_without_match_raises():
+    ann = make_genome()
+    peaks = [(c.replace("chr", "NC_00000"), s, e) for c, s, e in place_peaks(ann, n_in=70, n_out=30)]
+    adata = peaks_adata(peaks)
+    snap = _snapshot(adata, ann)
+    with pytest.raises(ValueError, match=r"share no chromosome names.*Rename the chromosomes"):
+        sct.pp.gene_activity(adata, annotation=ann)
+    _unchanged(adata, ann, snap)
+
+
+def test_no_overlap_raises_instead_of_zero_matrix():
+    ann = make_genome()
+    adata = peaks_adata(place_peaks(ann, n_in=0, n_out=500))
+    with pytest.raises(ValueError, match=r"no peak overlaps any gene region.*Check annotation="):
+        sct.pp.gene_activity(adata, annotation=ann, min_peaks=0)
+
+
 # ------------------------------------------------------------------------------------------- real data
 def _per_gene_pearson(A, B):
     A = A.toarray() if sp.issparse(A) else np.asarray(A)
@@ -469,7 +624,7 @@ def test_mop_regions_match_shipped_gene_activity():
     assert looks_like_peaks(regions.var_names)
     assert not looks_like_peaks(shipped.var_names)
     assert not looks_like_peaks(ann["gene_name"])
-    out = sct.pp.gene_activity(regions, annotation=ann)
+    out = run_quietly(regions, ann)  # the right genome: no genome-mismatch warning
     common = shipped.var_names.intersection(out.var_names)
     assert len(common) >= 1650  # 1,668 of the 1,677 shipped genes (4 renamed, 5 without any region)
     r = _per_gene_pearson(shipped[:, common].X, out[:, common].X)
@@ -485,10 +640,31 @@ def test_scicar_hg19_runs():
     rna, peaks = sct.datasets.scicar_a549()
     assert looks_like_peaks(peaks.var_names)
     assert not looks_like_peaks(rna.var_names)
-    out = sct.pp.gene_activity(peaks, annotation=sct.datasets.gene_annotation("hg19"))
+    out = run_quietly(peaks, sct.datasets.gene_annotation("hg19"))  # the right genome: no warning
+    # measured: 68.4% of the peaks overlap a gene region, against 46.1% by chance
+    assert out.uns[GENE_ACTIVITY_KEY]["params"]["fraction_peaks_in_genes"] == pytest.approx(0.684, abs=0.001)
     # measured: 16,424 genes; 1,029 of the 1,185 RNA genes (0.87) get activity
     assert 10_000 < out.n_vars < 23_056
     assert out.obs_names.equals(peaks.obs_names)
     frac = rna.var_names.isin(out.var_names).mean()
     assert frac > 0.8
     assert np.median(np.diff(out.X.indptr)) > 50
+
+
+@pytest.mark.realdata
+@requires_real_data
+def test_mop_mouse_peaks_with_human_genes_warn():
+    regions = sct.datasets.mop_snareseq2(split="unpaired", regions=True)[-1]
+    regions = regions[:200].copy()  # the check looks at the peaks only; fewer cells keep it fast
+    with pytest.warns(UserWarning, match="wrong genome build or species") as record:
+        wrong = sct.pp.gene_activity(regions, annotation=sct.datasets.gene_annotation("GRCh38"))
+    message = str(record[0].message)
+    # measured: 54.7% of the mouse regions overlap a human gene region, at chance level (56.3%); 649 lie
+    # beyond the ends of human chr13-19 and X
+    assert "54.7% of the peaks overlap a gene region" in message
+    assert "beyond the last annotated gene" in message
+    assert wrong.uns[GENE_ACTIVITY_KEY]["params"]["fraction_peaks_in_genes"] == pytest.approx(
+        0.547, abs=0.001
+    )
+    right = run_quietly(regions, sct.datasets.gene_annotation("GRCm38"))
+    assert right.uns[GENE_ACTIVITY_KEY]["params"]["fraction_peaks_in_genes"] > 0.999

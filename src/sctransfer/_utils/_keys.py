@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LabelTransferKeys:
-    """Keys written by :func:`sctransfer.tl.label_transfer` for a given ``key_added``."""
+    """Keys written by :func:`sctransfer.tl.label_transfer` (all methods) and :func:`sctransfer.tl.castle`."""
 
     key_added: str = "sct_label"
 
@@ -23,40 +23,32 @@ class LabelTransferKeys:
 
     @property
     def proba(self) -> str:
-        """``.obsm`` key holding per-class vote fractions (a DataFrame, one column per class)."""
+        """``.obsm`` key holding per-class probabilities (columns in ``.uns[key]["classes"]`` order)."""
         return f"{self.key_added}_proba"
+
+    @property
+    def embedding(self) -> str:
+        """``.obsm`` key holding the joint embedding (query and reference)."""
+        return f"X_{self.key_added}"
 
     @property
     def uns(self) -> str:
         """``.uns`` key holding the parameters and run information."""
         return self.key_added
 
+    def extra(self, suffix: str) -> str:
+        """``.obs`` column of a method's further per-cell value (for example ``"similarity"``)."""
+        return f"{self.key_added}_{suffix}"
 
-#: ``.obsm`` key of the joint embedding written by the ``knn`` label-transfer method.
-JOINT_EMBEDDING_KEY = "X_sct_joint"
+
 #: Label written for cells that a method declines to classify.
 UNKNOWN_LABEL = "unknown"
-#: Label CaSTLe writes for cells that no one-vs-rest classifier claims (as its reference scripts do).
+#: Label :meth:`sctransfer.models.CaSTLe.predict` writes for cells that no one-vs-rest classifier claims
+#: (as CaSTLe's reference scripts do); :func:`sctransfer.tl.castle` writes ``"unknown"``.
 NOT_CLASSIFIED_LABEL = "Not Classified"
-#: Labels that mean "declined to classify" (the second is what CaSTLe's reference scripts write);
-#: metrics treat them as rejections, never as classes.
+#: Labels that mean "declined to classify" (the second is what CaSTLe's model and reference scripts
+#: write); metrics and plots treat them as rejections, never as classes.
 REJECTION_LABELS = frozenset({UNKNOWN_LABEL, NOT_CLASSIFIED_LABEL})
-
-
-@dataclass(frozen=True)
-class CaSTLeKeys(LabelTransferKeys):
-    """Keys written by :func:`sctransfer.tl.castle` for a given ``key_added`` (default ``"castle"``).
-
-    The label goes to ``.obs[f"{key_added}_label"]``; the confidence, probabilities and ``.uns`` entry
-    follow :class:`LabelTransferKeys`.
-    """
-
-    key_added: str = "castle"
-
-    @property
-    def label(self) -> str:
-        """``.obs`` column holding the predicted label."""
-        return f"{self.key_added}_label"
 
 
 #: ``.uns`` key of the parameters written by :func:`sctransfer.pp.gene_activity`.

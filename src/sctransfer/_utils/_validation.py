@@ -127,3 +127,53 @@ def check_choice(value: str, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
     return value
+
+
+#: what :func:`infer_scale` can say about a matrix of expression values
+SCALES = ("counts", "log", "normalized", "scaled")
+#: largest value log-normalised data reach in practice (log1p of 10,000 per cell is 9.2; log2 CPM ~20)
+_MAX_LOG_VALUE = 30.0
+
+
+def infer_scale(X: ArrayLike, *, n_values: int = 100_000) -> str:
+    """Say what scale the expression values in ``X`` are on, from a sample of the stored values.
+
+    ``"scaled"``: some values are negative (z-scored or regressed data); ``"counts"``: all integers;
+    ``"log"``: non-integers up to 30 (log-normalised); ``"normalized"``: larger non-integers (for example
+    counts per million that were never logged). The one check every label-transfer method uses.
+    """
+    values = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    sample = np.asarray(values[:n_values], dtype=np.float64)
+    if sample.size == 0:
+        return "counts"
+    if sample.min() < 0:
+        return "scaled"
+    if np.all(sample == np.round(sample)):
+        return "counts"
+    return "log" if sample.max() <= _MAX_LOG_VALUE else "normalized"
+
+
+def to_log_scale(X: ArrayLike, scale: str, name: str) -> ArrayLike:
+    """Log-normalised values of ``X`` given its :func:`infer_scale` scale; a new matrix unless already log.
+
+    counts are scaled to 10,000 per cell and ``log1p``-transformed; ``"normalized"`` values are
+    ``log1p``-transformed; ``"scaled"`` values are refused, because the log-normalised expression they came
+    from cannot be recovered.
+    """
+    from ..kernels._pca import log_normalize
+
+    if scale == "counts":
+        return log_normalize(X)
+    if scale == "log":
+        return X
+    if scale == "normalized":
+        if sp.issparse(X):
+            X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+            np.log1p(X.data, out=X.data)
+            return X
+        return np.log1p(np.asarray(X, dtype=np.float64))
+    raise ValueError(
+        f"{name} holds negative values, like scaled (z-scored) data; label transfer needs counts or "
+        "log-normalised expression. Pass the unscaled values (for example adata.raw, or a counts layer with "
+        "layer=...)."
+    )

@@ -8,12 +8,18 @@ matrices, so memory stays O((n_cells + n_features) x n_comps).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._utils._validation import ArrayLike
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def log_normalize(X: ArrayLike, *, target_sum: float = 1e4) -> sp.csr_matrix | np.ndarray:
@@ -69,6 +75,28 @@ def _rmatmul(block: _Block, Y: np.ndarray) -> np.ndarray:
     return block.inv_std[:, None] * (XtY - np.outer(block.mean, Y.sum(axis=0)))
 
 
+def _orthonormal(M: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the columns of a tall, thin ``M`` (QR)."""
+    return np.linalg.qr(M)[0]
+
+
+def _one_blas_thread(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` with BLAS limited to one thread.
+
+    The randomised SVDs make thin, memory-bound products and QRs: spinning BLAS pools made one QR of
+    20,000 x 60 take 4.2 s instead of 0.23 s on a busy 2-core machine.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 @dataclass
 class JointPCA:
     """Result of :func:`joint_pca`: one score matrix per dataset plus the shared loadings."""
@@ -79,6 +107,7 @@ class JointPCA:
     explained_variance_ratio: np.ndarray
 
 
+@_one_blas_thread
 def joint_pca(
     blocks: list[ArrayLike], *, n_comps: int = 50, n_iter: int = 7, random_state: int = 0
 ) -> JointPCA:
@@ -120,10 +149,10 @@ def joint_pca(
             start = stop
         return out
 
-    Q, _ = np.linalg.qr(z_dot(omega))
+    Q = _orthonormal(z_dot(omega))
     for _ in range(n_iter):
-        W, _ = np.linalg.qr(zt_dot(Q))
-        Q, _ = np.linalg.qr(z_dot(W))
+        W = _orthonormal(zt_dot(Q))
+        Q = _orthonormal(z_dot(W))
     B = zt_dot(Q).T  # (width, n_features) = Q^T Z
     _, s, Vt = np.linalg.svd(B, full_matrices=False)
     Vt = Vt[:n_comps]
@@ -141,3 +170,72 @@ def joint_pca(
         singular_values=s,
         explained_variance_ratio=(s**2) / max(total_ss, 1e-12),
     )
+
+
+@dataclass
+class JointCCA:
+    """Result of :func:`joint_cca`: the canonical scores of both datasets, rows L2-normalised."""
+
+    embeddings: list[np.ndarray]
+    singular_values: np.ndarray
+
+
+@_one_blas_thread
+def joint_cca(
+    reference: ArrayLike, query: ArrayLike, *, n_comps: int = 30, n_iter: int = 7, random_state: int = 0
+) -> JointCCA:
+    """Diagonal CCA of two datasets on their shared features, as Seurat v3's anchor space.
+
+    Both datasets are standardised per feature on their own; the canonical scores are the leading
+    singular vectors of ``Z_ref @ Z_query.T``. That ``n_ref x n_query`` matrix is never formed: the
+    randomised range finder only multiplies it, through the thin factors, by ``n_comps + 10`` columns,
+    so time and memory grow linearly with the number of cells. Rows are L2-normalised, as Seurat does
+    before it looks for neighbours.
+
+    Parameters
+    ----------
+    reference, query
+        ``cells x features`` matrices (dense or sparse, the same features in the same order), already
+        log-normalised.
+    n_comps
+        Number of canonical components (lowered to what the data allow).
+    n_iter
+        Power iterations of the randomised range finder.
+    random_state
+        Seed of the random test matrix.
+
+    Returns
+    -------
+    :class:`JointCCA` with ``embeddings == [reference scores, query scores]``.
+    """
+    ref = _standardised_block(sp.csr_matrix(reference) if sp.issparse(reference) else np.asarray(reference))
+    qry = _standardised_block(sp.csr_matrix(query) if sp.issparse(query) else np.asarray(query))
+    n_ref, n_query = ref.X.shape[0], qry.X.shape[0]
+    n_comps = int(max(1, min(n_comps, n_ref - 1, n_query - 1, ref.X.shape[1])))
+    width = min(n_comps + 10, n_query, n_ref)
+    rng = np.random.default_rng(random_state)
+
+    def c_dot(M: np.ndarray) -> np.ndarray:  # (Z_ref Z_query^T) M
+        return _matmul(ref, _rmatmul(qry, M))
+
+    def ct_dot(M: np.ndarray) -> np.ndarray:  # (Z_ref Z_query^T)^T M
+        return _matmul(qry, _rmatmul(ref, M))
+
+    Q = _orthonormal(c_dot(rng.standard_normal((n_query, width))))
+    for _ in range(n_iter):
+        W = _orthonormal(ct_dot(Q))
+        Q = _orthonormal(c_dot(W))
+    B = ct_dot(Q).T  # (width, n_query) = Q^T C
+    Ub, s, Vt = np.linalg.svd(B, full_matrices=False)
+    U = (Q @ Ub)[:, :n_comps]
+    V = Vt[:n_comps].T
+    signs = np.sign(V[np.abs(V).argmax(axis=0), np.arange(n_comps)])
+    signs[signs == 0] = 1.0
+    U *= signs
+    V *= signs
+
+    def l2(E: np.ndarray) -> np.ndarray:
+        norm = np.linalg.norm(E, axis=1, keepdims=True)
+        return np.divide(E, norm, out=np.zeros_like(E), where=norm > 0)
+
+    return JointCCA(embeddings=[l2(U), l2(V)], singular_values=s[:n_comps])

@@ -2,7 +2,8 @@
 
 from .bermuda import BERMUDA
 from .castle import CaSTLe
+from .ensemble import EnsembleTransfer
 from .scjoint import SCJoint
 from .trvae import TRVAE
 
-__all__: list[str] = ["BERMUDA", "TRVAE", "CaSTLe", "SCJoint"]
+__all__: list[str] = ["BERMUDA", "TRVAE", "CaSTLe", "EnsembleTransfer", "SCJoint"]

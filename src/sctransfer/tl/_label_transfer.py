@@ -1,4 +1,4 @@
-"""``sct.tl.label_transfer``: transfer cell-type labels from a reference (RNA) to a query (ATAC)."""
+"""``sct.tl.label_transfer``: transfer cell-type labels from a labelled reference to a query."""
 
 from __future__ import annotations
 
@@ -13,31 +13,25 @@ import pandas as pd
 from anndata import AnnData
 from mudata import MuData
 
-from .._utils._anndata import write_labels
+from .._utils._anndata import check_key_name, write_transfer_result
 from .._utils._docs import inject_docs
-from .._utils._keys import JOINT_EMBEDDING_KEY, LabelTransferKeys
+from .._utils._keys import LabelTransferKeys
 from .._utils._logging import logger
-from .._utils._validation import (
-    check_choice,
-    check_int,
-    check_n_classes,
-    check_nonempty,
-    check_obs_key,
-    check_values,
-    get_matrix,
-    looks_like_counts,
-    shared_features,
-)
+from .._utils._transfer import check_unique_names, log_values, match_features, reference_codes
+from .._utils._validation import check_choice, check_int, check_nonempty, get_matrix
 from ..kernels._knn import knn, knn_vote
-from ..kernels._pca import joint_pca, log_normalize
+from ..kernels._pca import joint_pca
 
 
 @dataclass
 class TransferInputs:
     """What every label-transfer method receives: validated arrays on the shared features."""
 
-    reference: Any  # cells x shared features (dense or CSR), the reference's values
-    query: Any  # cells x shared features, the query's values
+    reference: Any  # cells x shared features (dense or CSR), the reference's values as given
+    query: Any  # cells x shared features, the query's values as given
+    reference_log: Any  # the same, log-normalised (the one input-scale check, see log_values)
+    query_log: Any
+    scales: tuple[str, str]  # what infer_scale said of the reference and of the query
     codes: np.ndarray  # reference class codes, -1 for unlabelled cells
     classes: list[str]
     features: list[str]
@@ -53,45 +47,79 @@ class TransferResult:
     codes: np.ndarray
     confidence: np.ndarray
     proba: np.ndarray
-    embedding_key: str
-    embedding_reference: np.ndarray
-    embedding_query: np.ndarray
+    embedding_reference: np.ndarray | None = None
+    embedding_query: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
     #: further per-cell columns for the query's ``.obs``, by key suffix (``f"{key_added}_{suffix}"``)
     extra_obs: dict[str, np.ndarray] = field(default_factory=dict)
     #: the threshold ``unknown_threshold="auto"`` stands for (``None``: no rejection)
     default_unknown_threshold: float | None = None
+    #: cells that ``unknown_threshold="auto"`` rejects when the method's rule is not a fixed threshold
+    auto_rejected: np.ndarray | None = None
+    #: that rule, in words (recorded in ``.uns[key_added]["unknown_rule"]``)
+    auto_rule: str | None = None
+    #: the fitted model, kept in ``.uns`` only by reference (see :func:`label_transfer`'s ``return_model``)
+    model: Any = None
+
+
+def _no_faithful(inputs: TransferInputs, method: str) -> None:
+    if inputs.faithful:
+        raise ValueError(
+            f"method={method!r} has no reference implementation to be faithful to; use faithful=False "
+            "(faithful=True is for method='scjoint')."
+        )
+
+
+def _run_ensemble(inputs: TransferInputs, **settings: Any) -> TransferResult:
+    """The default: kNN votes in a joint PCA and a CCA, a linear classifier, smoothed on the query's graph."""
+    from ..models.ensemble import EnsembleTransfer
+
+    _no_faithful(inputs, "ensemble")
+    model = EnsembleTransfer(random_state=inputs.random_state, n_neighbors=inputs.n_neighbors, **settings)
+    model.fit_arrays(inputs.reference_log, inputs.codes, inputs.classes, inputs.features)
+    out = model.predict_arrays(inputs.query_log)
+    return TransferResult(
+        codes=out.codes,
+        confidence=out.confidence,
+        proba=out.proba,
+        embedding_reference=out.embedding_reference,
+        embedding_query=out.embedding_query,
+        info={"settings": model.settings.to_dict(), **out.info},
+        auto_rejected=relative_rejection(out.codes, out.confidence, ENSEMBLE_RELATIVE_THRESHOLD),
+        auto_rule=f"confidence < {ENSEMBLE_RELATIVE_THRESHOLD} x the median confidence of the predicted type",
+        model=model,
+    )
+
+
+#: ``unknown_threshold="auto"`` of the ensemble: reject a cell whose confidence is below this fraction of
+#: the median confidence of the query cells given the same type. Relative, because the confidence level
+#: differs between tasks (median 0.5 RNA -> ATAC, 0.9 RNA -> RNA); measured in benchmarks/label_transfer.py
+ENSEMBLE_RELATIVE_THRESHOLD = 0.7
+
+
+def relative_rejection(codes: np.ndarray, confidence: np.ndarray, fraction: float) -> np.ndarray:
+    """Cells whose confidence is below ``fraction`` times the median confidence of their predicted class."""
+    codes = np.asarray(codes)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    rejected = np.zeros(len(codes), dtype=bool)
+    for code in np.unique(codes[codes >= 0]):
+        members = codes == code
+        rejected[members] = confidence[members] < fraction * np.median(confidence[members])
+    return rejected
 
 
 def _run_knn(
     inputs: TransferInputs,
     *,
     n_comps: int = 50,
-    normalize: bool = True,
     metric: str = "cosine",
     backend: str = "exact",
 ) -> TransferResult:
     """Joint PCA of the per-dataset standardised, log-normalised shared features, then a kNN vote."""
-    if inputs.faithful:
-        raise ValueError(
-            "method='knn' has no reference implementation to be faithful to; use faithful=False."
-        )
+    _no_faithful(inputs, "knn")
     check_int(n_comps, "n_comps")
     check_choice(metric, "metric", ("cosine", "euclidean"))
-    blocks = []
-    for name, X in (("reference", inputs.reference), ("query", inputs.query)):
-        if normalize:
-            if not looks_like_counts(X):
-                warnings.warn(
-                    f"the {name} values are not integers, but normalize=True log-normalises them as counts; "
-                    "pass normalize=False if they are already log-normalised.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-            blocks.append(log_normalize(X))
-        else:
-            blocks.append(X)
-    pca = joint_pca(blocks, n_comps=n_comps, random_state=inputs.random_state)
+    pca = joint_pca([inputs.reference_log, inputs.query_log], n_comps=n_comps, random_state=inputs.random_state)
     emb_ref, emb_query = pca.embeddings
     labelled = inputs.codes >= 0
     nbrs = knn(emb_query, emb_ref[labelled], k=inputs.n_neighbors, metric=metric, backend=backend)
@@ -104,10 +132,53 @@ def _run_knn(
         codes=codes,
         confidence=confidence,
         proba=proba,
-        embedding_key=JOINT_EMBEDDING_KEY,
         embedding_reference=emb_ref.astype(np.float32),
         embedding_query=emb_query.astype(np.float32),
         info=info,
+    )
+
+
+def _run_castle(inputs: TransferInputs, **options: Any) -> TransferResult:
+    """CaSTLe (:class:`~sctransfer.models.CaSTLe`): XGBoost on discretised genes, one-vs-rest by default."""
+    from ..models.castle import CaSTLe
+
+    _no_faithful(inputs, "castle")
+    if options.get("log_base") is None and "counts" in inputs.scales:
+        options["log_base"] = "e"  # the values were log-normalised here, with the natural log
+    try:
+        model = CaSTLe(random_state=inputs.random_state, gene_case="exact", **options)
+    except TypeError as err:
+        raise ValueError(f"unknown option for method='castle': {err}") from None
+    var = pd.DataFrame(index=pd.Index(inputs.features))
+    labelled = inputs.codes >= 0
+    classes = np.asarray(inputs.classes, dtype=object)
+    n_source = int(labelled.sum())
+    source = AnnData(
+        X=inputs.reference_log[np.flatnonzero(labelled)],
+        obs=pd.DataFrame(
+            {"label": pd.Categorical(classes[inputs.codes[labelled]])},
+            index=pd.Index([str(i) for i in range(n_source)]),
+        ),
+        var=var,
+    )
+    target = AnnData(
+        X=inputs.query_log,
+        obs=pd.DataFrame(index=pd.Index([str(i) for i in range(inputs.query_log.shape[0])])),
+        var=var.copy(),
+    )
+    model.fit(source, target, labels_key="label")
+    codes, confidence, proba = model.predict_scores(target)
+    # CaSTLe may drop classes it cannot train; map its classes onto the verb's
+    full = np.zeros((len(codes), len(inputs.classes)))
+    position = [inputs.classes.index(c) for c in model.classes_]
+    full[:, position] = proba
+    mapped = np.where(codes >= 0, np.asarray(position)[np.maximum(codes, 0)], -1)
+    return TransferResult(
+        codes=mapped,
+        confidence=confidence,
+        proba=full,
+        info={"settings": model.settings.to_dict(), "features": model.features_, **model.fit_info_},
+        model=model,
     )
 
 
@@ -153,7 +224,6 @@ def _run_scjoint(
         codes=frame["code"].to_numpy(),
         confidence=frame["confidence"].to_numpy(),
         proba=proba,
-        embedding_key="X_scjoint",
         embedding_reference=z[:n_ref],
         embedding_query=z[n_ref:],
         info={"config": model.config.to_dict(), "n_pseudo_labels": int((model.pseudo_labels_ >= 0).sum())},
@@ -162,20 +232,26 @@ def _run_scjoint(
             "similarity": frame["similarity"].to_numpy(),
         },
         default_unknown_threshold=None if inputs.faithful else DEFAULT_UNKNOWN_THRESHOLD,
+        model=model,
     )
 
 
 #: label-transfer methods by name; each takes TransferInputs and its own keyword options
-METHODS: dict[str, Callable[..., TransferResult]] = {"scjoint": _run_scjoint, "knn": _run_knn}
+METHODS: dict[str, Callable[..., TransferResult]] = {
+    "ensemble": _run_ensemble,
+    "knn": _run_knn,
+    "scjoint": _run_scjoint,
+    "castle": _run_castle,
+}
 
 
-@inject_docs()
+@inject_docs(ensemble_threshold=str(ENSEMBLE_RELATIVE_THRESHOLD))
 def label_transfer(
     data: AnnData | MuData,
     adata_query: AnnData | None = None,
     *,
     labels_key: str,
-    method: Literal["scjoint", "knn"] = "scjoint",
+    method: Literal["ensemble", "knn", "scjoint", "castle"] = "ensemble",
     rna_mod: str = "rna",
     atac_mod: str = "atac",
     layer: str | None = None,
@@ -183,6 +259,7 @@ def label_transfer(
     key_added: str = "sct_label",
     n_neighbors: int = 30,
     unknown_threshold: float | Literal["auto"] | None = "auto",
+    gene_case: Literal["auto", "exact", "ignore"] = "auto",
     faithful: bool = False,
     random_state: int = 0,
     copy: bool = False,
@@ -190,80 +267,94 @@ def label_transfer(
 ) -> AnnData | MuData | None:
     """Transfer cell-type labels from a labelled reference to an unlabelled query.
 
-    The typical use is scRNA-seq (reference) to scATAC-seq gene activity (query), unpaired. Both are
-    restricted to their shared features (``var_names``).
+    One verb for every reference -> query transfer: scRNA-seq to scATAC-seq gene activity, RNA to RNA
+    across datasets and technologies, and across species (gene symbols matched case-insensitively). Both
+    datasets are restricted to their shared features (``var_names``), and their values are checked once:
+    counts are log-normalised (10,000 per cell, ``log1p``), log-normalised values are used as they are,
+    and scaled (negative) values are refused.
 
-    ``method="scjoint"`` (default) trains :class:`~sctransfer.models.SCJoint`: one linear encoder for both
-    modalities, trained on the RNA labels and a cross-modal cosine loss, then a kNN label transfer, a
-    second training stage with the transferred labels, and a final kNN vote in its embedding. The default
-    preset fixes the original's defects; ``faithful=True`` reproduces the original implementation (the
-    differences are listed in ``docs/differences/scjoint.md``).
+    ``method="ensemble"`` (default, :class:`~sctransfer.models.EnsembleTransfer`) standardises every
+    feature within each dataset, lets three experts vote (a kNN vote in the joint PCA of both datasets, a
+    kNN vote in their diagonal CCA, and a class-balanced logistic regression on the standardised
+    features; the kNN votes are corrected for the reference's class frequencies), averages them and
+    smooths the result over the query's own kNN graph. It was the best measured choice on every shared
+    benchmark task (see "Choosing a method" in the docs).
 
-    ``method="knn"`` log-normalises each dataset (counts scaled to 10,000 per cell, then ``log1p``),
-    standardises every feature within each dataset on its own (which removes most of the modality
-    shift in feature means and scales), computes one joint PCA of both, and lets each query cell take the
-    majority label of its ``n_neighbors`` nearest reference cells (cosine distance, exact search).
+    ``method="knn"`` is the ensemble's first expert alone: joint PCA and the majority label of the
+    ``n_neighbors`` nearest reference cells (cosine distance, exact search).
+
+    ``method="scjoint"`` trains :class:`~sctransfer.models.SCJoint` (``faithful=True`` reproduces the
+    original implementation; ``docs/differences/scjoint.md``). ``method="castle"`` fits
+    :class:`~sctransfer.models.CaSTLe` (XGBoost on discretised genes, ``docs/differences/castle.md``);
+    its one-vs-rest classifiers reject the cells no type claims.
 
     Parameters
     ----------
     data
-        The reference AnnData (labelled, for example scRNA-seq), or a MuData holding both modalities.
+        The reference AnnData (labelled), or a MuData holding both modalities.
     adata_query
-        The query AnnData (for example scATAC-seq gene activity). Leave ``None`` when ``data`` is a MuData.
+        The query AnnData. Leave ``None`` when ``data`` is a MuData.
     labels_key
-        ``.obs`` column of the reference with the labels. Reference cells with a missing label are embedded
-        but never vote.
+        ``.obs`` column of the reference with the labels (strings or categories). Reference cells with a
+        missing label are embedded but never vote.
     method
-        Transfer method: ``"scjoint"`` or ``"knn"`` (joint PCA + kNN vote).
+        ``"ensemble"``, ``"knn"``, ``"scjoint"`` or ``"castle"``.
     rna_mod, atac_mod
         Modality names of the reference and the query in a MuData.
     {layer}
     query_layer
         Layer of the query to use; ``None`` uses ``.X``.
     key_added
-        Prefix of the result keys (see Returns).
+        Name of every result (see Returns). A re-run with the same name replaces all of them.
     n_neighbors
-        Number of reference neighbours that vote for each query cell.
+        Number of reference neighbours that vote for each query cell (``ensemble``, ``knn``, ``scjoint``).
     unknown_threshold
         Query cells whose confidence is below it are labelled ``"unknown"`` (for example cells of a type
-        the reference lacks). ``"auto"`` uses the method's default: 0.4 for scJoint's default preset (no type
-        gets 40 % of the neighbours' votes), none with ``faithful=True`` or ``method="knn"``. ``None``
-        never rejects. Cells of a type the reference lacks often still get a clear majority; the
-        ``_similarity`` column (scJoint) separates them better, see the benchmark.
+        the reference lacks). ``"auto"`` uses the method's default: for the ensemble, a confidence below
+        {ensemble_threshold} times the median confidence of the query cells given the same type; 0.4 for
+        scJoint's default preset; CaSTLe's own one-vs-rest rule for ``castle``; none for ``knn`` and
+        with ``faithful=True``. ``None`` never rejects. The rule used goes to ``.uns[key_added]``.
+    gene_case
+        How gene names are matched: ``"exact"``, ``"ignore"`` (case-insensitive, for example human
+        ``CD3E`` with mouse ``Cd3e``), or ``"auto"`` (exact, unless case-insensitive matching finds at
+        least 10 % more shared genes). The number matched and how go to ``.uns[key_added]``.
     faithful
         ``method="scjoint"`` only: reproduce the original implementation instead of the fixed default.
     {random_state}
     {copy}
     **method_kwargs
-        Options of the method. ``scjoint``: ``max_epochs``, ``max_epochs_stage3``, ``batch_size``,
-        ``accelerator``, ``devices``, ``trainer_kwargs`` (passed to the Lightning trainer, for example
-        ``{{"enable_progress_bar": False}}``) and any field of :class:`~sctransfer.models.scjoint.SCJointConfig`.
-        ``knn``: ``n_comps`` (50), ``normalize`` (``True``: the values are counts and are log-normalised;
-        ``False``: they are already log-normalised), ``metric`` (``"cosine"``) and ``backend``
-        (``"exact"``, or ``"pynndescent"`` for very large references).
+        Options of the method. ``ensemble``: any field of
+        :class:`~sctransfer.models.ensemble.EnsembleSettings` (``n_comps``, ``n_cca``, ``prior_power``,
+        ``C``, ``max_features``, ``smooth_neighbors``, ``smooth_alpha``, ``smooth_steps``). ``knn``:
+        ``n_comps`` (50), ``metric`` (``"cosine"``) and ``backend`` (``"exact"``, or
+        ``"pynndescent"`` for very large references). ``scjoint``: ``max_epochs``, ``max_epochs_stage3``,
+        ``batch_size``, ``accelerator``, ``devices``, ``trainer_kwargs`` and any field of
+        :class:`~sctransfer.models.scjoint.SCJointConfig`. ``castle``: the options of
+        :class:`~sctransfer.models.CaSTLe` (``mode``, ``reference``, ``n_features``, ``threshold``, ...).
 
     Returns
     -------
     ``None``, or with ``copy=True`` the annotated copy of the query AnnData (or of the MuData). Sets:
 
     ``query.obs[key_added]``
-        Transferred label (categorical; categories are the reference classes, sorted).
+        Transferred label (categorical: the reference classes, sorted, then ``"unknown"`` when any cell is
+        rejected).
     ``query.obs[f"{{key_added}}_confidence"]``
-        Fraction of the neighbours that voted for the transferred label (with ``faithful=True``, the
-        original scJoint's score instead, see the differences page).
-    ``query.obs[f"{{key_added}}_probability"]``
-        ``scjoint`` only: the vote fraction calibrated on the reference (isotonic regression of
-        leave-one-out kNN votes against correctness), an estimate of the chance that the label is right.
-    ``query.obs[f"{{key_added}}_similarity"]``
-        ``scjoint`` only: mean cosine similarity to the voting reference neighbours in the embedding; low
-        for cells far from every reference cell.
+        How sure the method is of the label, in [0, 1]. ``ensemble``: the largest class probability,
+        smoothed over the query's kNN graph; ``knn``: the winning vote share; ``castle``: the winning
+        class's probability; ``scjoint``: its vote share (the original's score with ``faithful=True``).
     ``query.obsm[f"{{key_added}}_proba"]``
-        Vote fraction of every class (an array, one column per class in the order of
+        Probability of every class (one column per class in the order of
         ``query.uns[key_added]["classes"]``).
-    ``.obsm["X_scjoint"]`` (``scjoint``) or ``.obsm["X_sct_joint"]`` (``knn``)
-        The joint embedding, in the query and (unless ``copy=True`` with two AnnData objects) the reference.
+    ``query.obsm[f"X_{{key_added}}"]``
+        The joint embedding (``ensemble``, ``knn``: the joint PCA; ``scjoint``: its encoder's space), also
+        written into the reference unless ``copy=True`` with two AnnData objects.
+    ``query.obs[f"{{key_added}}_probability"]``, ``query.obs[f"{{key_added}}_similarity"]``
+        ``scjoint`` only: the calibrated vote share and the similarity to the voting neighbours.
     ``query.uns[key_added]``
-        ``params`` (the options used) and run information (classes, number of shared features, time).
+        ``params`` (every option, plain types), ``classes``, ``n_shared_features``, ``feature_matching``,
+        ``input_scales``, ``n_unknown``, ``seconds``, ``version``, the keys written (``keys``) and the
+        method's run information.
     ``mdata.obs[f"{{atac_mod}}:{{key_added}}"]`` and its ``_confidence`` twin
         With a MuData, the label and confidence are also pulled into the global ``.obs``.
 
@@ -271,9 +362,11 @@ def label_transfer(
     --------
     >>> import sctransfer as sct
     >>> rna, atac = sct.datasets.simulate_multiome(n_cells=300, n_genes=200, n_types=3)
-    >>> sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="knn")
-    >>> atac.obs["sct_label"].cat.categories.tolist()
+    >>> sct.tl.label_transfer(rna, atac, labels_key="cell_type")
+    >>> atac.obs["sct_label"].cat.categories.tolist()[:3]
     ['type_0', 'type_1', 'type_2']
+    >>> sorted(k for k in atac.obsm if k.endswith("sct_label") or k.startswith("sct_label"))
+    ['X_sct_label', 'sct_label_proba']
     """
     options = {
         "labels_key": labels_key,
@@ -283,6 +376,7 @@ def label_transfer(
         "key_added": key_added,
         "n_neighbors": n_neighbors,
         "unknown_threshold": unknown_threshold,
+        "gene_case": gene_case,
         "faithful": faithful,
         "random_state": random_state,
         "method_kwargs": method_kwargs,
@@ -307,8 +401,15 @@ def label_transfer(
         raise ValueError(
             "adata_query is missing: pass the query AnnData, or a MuData as the only data argument."
         )
+    if not isinstance(adata_query, AnnData):
+        raise TypeError(f"the query must be an AnnData object, got {type(adata_query).__name__}.")
     if copy:
         adata_query = adata_query.copy()
+    elif adata_query.is_view:
+        raise ValueError(
+            "the query is a view of another AnnData (for example adata[mask]), so results cannot be written "
+            "into it; pass adata[mask].copy(), or copy=True."
+        )
     _transfer(data, adata_query, **options, extra_params={}, write_reference=not copy)
     return adata_query if copy else None
 
@@ -336,6 +437,7 @@ def _transfer(
     key_added: str,
     n_neighbors: int,
     unknown_threshold: float | str | None,
+    gene_case: str,
     faithful: bool,
     random_state: int,
     method_kwargs: dict[str, Any],
@@ -346,24 +448,23 @@ def _transfer(
     check_choice(method, "method", tuple(METHODS))
     check_nonempty(reference, "the reference")
     check_nonempty(query, "the query")
+    check_key_name(key_added)
     if not (
         unknown_threshold is None or unknown_threshold == "auto" or isinstance(unknown_threshold, int | float)
     ):
         raise ValueError(f"unknown_threshold must be a number, 'auto' or None, got {unknown_threshold!r}.")
-    labels = check_obs_key(reference, labels_key, "the reference")
-    classes = check_n_classes(labels, "the reference")
+    check_unique_names(reference, "the reference")
+    check_unique_names(query, "the query")
+    codes, classes = reference_codes(reference, labels_key)
     n_neighbors = check_int(n_neighbors, "n_neighbors")
     _check_not_peaks(reference, query)
-    features = shared_features(reference.var_names, query.var_names, ("the reference", "the query"))
-    X_ref = get_matrix(reference, layer, "the reference")
-    X_query = get_matrix(query, query_layer, "the query")
-    X_ref = X_ref[:, reference.var_names.get_indexer(features)]
-    X_query = X_query[:, query.var_names.get_indexer(features)]
-    check_values(X_ref, "the reference values")
-    check_values(X_query, "the query values")
-    codes = pd.Categorical(labels.astype("string").astype(object), categories=list(classes)).codes.astype(
-        np.int64
+    match = match_features(
+        reference.var_names, query.var_names, gene_case=gene_case, what=("the reference", "the query")
     )
+    X_ref_log, scale_ref = log_values(reference, layer, match.reference_index, "the reference")
+    X_query_log, scale_query = log_values(query, query_layer, match.query_index, "the query")
+    X_ref = get_matrix(reference, layer, "the reference")[:, match.reference_index]
+    X_query = get_matrix(query, query_layer, "the query")[:, match.query_index]
     n_labelled = int((codes >= 0).sum())
     if n_neighbors > n_labelled:
         raise ValueError(
@@ -379,14 +480,17 @@ def _transfer(
         )
     logger.info(
         "label transfer (%s): %d reference cells (%d labelled, %d classes), %d query cells, %d features",
-        method, reference.n_obs, n_labelled, len(classes), query.n_obs, len(features),
+        method, reference.n_obs, n_labelled, len(classes), query.n_obs, len(match.names),
     )  # fmt: skip
     inputs = TransferInputs(
         reference=X_ref,
         query=X_query,
+        reference_log=X_ref_log,
+        query_log=X_query_log,
+        scales=(scale_ref, scale_query),
         codes=codes,
-        classes=[str(c) for c in classes],
-        features=[str(f) for f in features],
+        classes=classes,
+        features=match.names,
         n_neighbors=n_neighbors,
         random_state=random_state,
         faithful=faithful,
@@ -399,17 +503,23 @@ def _transfer(
         raise
     threshold = result.default_unknown_threshold if unknown_threshold == "auto" else unknown_threshold
     result_codes = np.asarray(result.codes, dtype=np.int64).copy()
-    if threshold is not None:
+    rule = None
+    if unknown_threshold == "auto" and result.auto_rejected is not None:
+        result_codes[result.auto_rejected] = -1
+        rule = result.auto_rule
+    elif threshold is not None:
         result_codes[np.asarray(result.confidence) < threshold] = -1
-    seconds = time.perf_counter() - start
+        rule = f"confidence < {threshold}"
     keys = LabelTransferKeys(key_added)
     params = {
         "method": method,
         "labels_key": labels_key,
         "layer": layer,
         "query_layer": query_layer,
+        "key_added": key_added,
         "n_neighbors": n_neighbors,
         "unknown_threshold": threshold,
+        "gene_case": gene_case,
         "faithful": faithful,
         "random_state": random_state,
         **extra_params,
@@ -417,23 +527,21 @@ def _transfer(
     }
     uns = {
         "params": params,
-        "classes": inputs.classes,
-        "n_shared_features": len(features),
+        "classes": classes,
+        "n_shared_features": len(match.names),
+        "feature_matching": match.matching,
+        "input_scales": {"reference": scale_ref, "query": scale_query},
         "n_reference_cells": int(reference.n_obs),
         "n_labelled_reference_cells": n_labelled,
         "n_unknown": int((result_codes < 0).sum()),
-        "embedding_key": result.embedding_key,
-        "seconds": seconds,
+        "unknown_rule": rule,
         **result.info,
     }
-    write_labels(
-        query, keys, codes=result_codes, confidence=result.confidence, classes=inputs.classes,
-        proba=result.proba, uns=uns,
+    write_transfer_result(
+        query, keys, codes=result_codes, confidence=result.confidence, classes=classes, proba=result.proba,
+        embedding=result.embedding_query, extra_obs=result.extra_obs, uns=uns, start=start,
     )  # fmt: skip
-    for suffix, values in result.extra_obs.items():
-        query.obs[f"{key_added}_{suffix}"] = np.asarray(values)
-    query.obsm[result.embedding_key] = result.embedding_query
-    if write_reference:
-        reference.obsm[result.embedding_key] = result.embedding_reference
-    logger.info("label transfer done in %.1f s", seconds)
+    if write_reference and result.embedding_reference is not None:
+        reference.obsm[keys.embedding] = result.embedding_reference
+    logger.info("label transfer done in %.1f s", query.uns[keys.uns]["seconds"])
     return keys

@@ -1,0 +1,162 @@
+"""Input preparation shared by every label-transfer method: labels, feature matching, value scale."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from ._logging import logger
+from ._validation import (
+    check_n_classes,
+    check_obs_key,
+    check_values,
+    get_matrix,
+    infer_scale,
+    to_log_scale,
+)
+
+#: below this many shared features (unless they are all of the smaller dataset's) a transfer warns that
+#: its labels may be poor
+MIN_SHARED_FEATURES = 200
+#: ... and below this fraction of the smaller dataset's features, whatever their number
+MIN_SHARED_FRACTION = 0.25
+#: ``gene_case="auto"`` matches case-insensitively when that finds this much more than exact matching
+_CASE_GAIN = 1.1
+
+GeneCase = Literal["auto", "exact", "ignore"]
+
+
+@dataclass
+class FeatureMatch:
+    """Shared features of a reference and a query: column indices into each, and how they were matched."""
+
+    reference_index: np.ndarray
+    query_index: np.ndarray
+    names: list[str]
+    matching: str  # "exact" or "case-insensitive"
+
+
+def check_unique_names(adata: AnnData, name: str) -> None:
+    """Raise when ``var_names`` or ``obs_names`` hold duplicates."""
+    for axis, index, fix in (
+        ("var_names", adata.var_names, ".var_names_make_unique()"),
+        ("obs_names", adata.obs_names, ".obs_names_make_unique()"),
+    ):
+        if not index.is_unique:
+            dup = index[index.duplicated()][:3].tolist()
+            raise ValueError(f"{name} has duplicated {axis} (e.g. {dup}); call {fix} first.")
+
+
+def reference_codes(adata: AnnData, labels_key: str, name: str = "the reference") -> tuple[np.ndarray, list[str]]:
+    """Class codes (``-1`` for a missing label) and sorted class names of ``adata.obs[labels_key]``."""
+    labels = check_obs_key(adata, labels_key, name)
+    if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
+        raise ValueError(
+            f"{name}.obs[{labels_key!r}] holds numbers ({labels.dtype}), not cell-type names. If they are "
+            f"cluster ids, make them categories first: adata.obs[{labels_key!r}] = "
+            f"adata.obs[{labels_key!r}].astype(str).astype('category')."
+        )
+    classes = check_n_classes(labels, name)
+    values = labels.astype(object).where(labels.notna(), None)
+    codes = pd.Categorical(
+        [None if v is None else str(v) for v in values], categories=list(classes)
+    ).codes.astype(np.int64)
+    return codes, [str(c) for c in classes]
+
+
+def _case_keys(names: pd.Index) -> pd.Index:
+    return pd.Index([str(n).upper() for n in names])
+
+
+def match_features(
+    reference_names: pd.Index, query_names: pd.Index, *, gene_case: GeneCase = "auto", what: tuple[str, str]
+) -> FeatureMatch:
+    """Features shared by two datasets, in the reference's order.
+
+    ``gene_case="auto"`` matches names exactly, unless case-insensitive matching (for example human
+    ``CD3E`` with mouse ``Cd3e``) finds at least 10 % more shared features; names that become ambiguous
+    when upper-cased are left out. Warns when few features are shared.
+    """
+    from ._validation import check_choice
+
+    check_choice(gene_case, "gene_case", ("auto", "exact", "ignore"))
+    ref, qry = pd.Index(reference_names), pd.Index(query_names)
+    exact = ref.get_indexer(qry[qry.isin(ref)])
+    chosen = ("exact", ref.isin(qry), None)
+    if gene_case != "exact":
+        ref_keys, qry_keys = _case_keys(ref), _case_keys(qry)
+        ref_ok = ~ref_keys.duplicated(keep=False)
+        qry_ok = ~qry_keys.duplicated(keep=False)
+        in_both = ref_ok & ref_keys.isin(qry_keys[qry_ok])
+        n_case = int(in_both.sum())
+        if gene_case == "ignore" or n_case >= max(len(exact) * _CASE_GAIN, len(exact) + 1):
+            chosen = ("case-insensitive", in_both, (ref_keys, qry_keys, qry_ok))
+    matching, ref_mask, keys = chosen
+    ref_index = np.flatnonzero(np.asarray(ref_mask))
+    if keys is None:
+        query_index = qry.get_indexer(ref[ref_index])
+    else:
+        ref_keys, qry_keys, qry_ok = keys
+        lookup = pd.Index(qry_keys[qry_ok])
+        query_index = np.flatnonzero(qry_ok)[lookup.get_indexer(ref_keys[ref_index])]
+    if len(ref_index) == 0:
+        raise ValueError(
+            f"{what[0]} and {what[1]} share no features (var_names). Use the same gene identifiers in both "
+            "(for example symbols in both, not symbols vs Ensembl IDs); for ATAC peaks compute gene activity "
+            f"first with sct.pp.gene_activity. Examples: {list(ref[:3])} vs {list(qry[:3])}."
+        )
+    n = len(ref_index)
+    smaller = min(len(ref), len(qry))
+    # a small panel that both datasets share whole (antibody tags) is not a matching problem
+    if (n < MIN_SHARED_FEATURES and n < smaller) or n < MIN_SHARED_FRACTION * smaller:
+        warnings.warn(
+            f"{what[0]} and {what[1]} share only {n} features ({n / smaller:.0%} of the smaller one's "
+            f"{smaller}); the transferred labels may be poor. Check that both use the same gene identifiers "
+            "and the same species or genome, and that neither was reduced to a small gene panel.",
+            UserWarning,
+            stacklevel=4,
+        )
+    logger.info("%d shared features (%s matching)", n, matching)
+    return FeatureMatch(ref_index, query_index, [str(x) for x in ref[ref_index]], matching)
+
+
+def log_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str) -> tuple[Any, str]:
+    """Log-normalised values of ``adata`` on ``columns`` and the scale the input was on.
+
+    The one input-scale check of label transfer: counts are log-normalised, unlogged normalised values are
+    ``log1p``-transformed, log-normalised values are used as they are, and scaled values are refused.
+    """
+    X = get_matrix(adata, layer, name)
+    X = X[:, columns]
+    check_values(X, f"{name} values")
+    scale = infer_scale(X)
+    return to_log_scale(X, scale, name), scale
+
+
+def reference_arrays(adata: AnnData, *, labels_key: str, layer: str | None) -> tuple[Any, np.ndarray, list[str]]:
+    """Log-normalised values, class codes and classes of a labelled reference AnnData."""
+    from ._validation import check_nonempty
+
+    check_nonempty(adata, "the reference")
+    check_unique_names(adata, "the reference")
+    codes, classes = reference_codes(adata, labels_key)
+    X, _ = log_values(adata, layer, np.arange(adata.n_vars), "the reference")
+    return X, codes, classes
+
+
+def query_arrays(adata: AnnData, features: list[str], *, layer: str | None) -> tuple[Any, np.ndarray]:
+    """Log-normalised query values on the ``features`` it has, in their order, and the presence mask."""
+    from ._validation import check_nonempty
+
+    check_nonempty(adata, "the query")
+    check_unique_names(adata, "the query")
+    match = match_features(pd.Index(features), adata.var_names, what=("the model", "the query"))
+    X, _ = log_values(adata, layer, match.query_index, "the query")
+    present = np.zeros(len(features), dtype=bool)
+    present[match.reference_index] = True
+    return X, present

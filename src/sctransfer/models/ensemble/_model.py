@@ -1,0 +1,365 @@
+"""The ensemble label-transfer model: kNN in two joint spaces, a linear classifier, query-graph smoothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..._utils._logging import logger
+
+_FORMAT = "sctransfer.models.EnsembleTransfer"
+_FORMAT_VERSION = 1
+_MODEL_FILE = "ensemble.json"
+_REFERENCE_FILE = "reference.npz"
+#: z-scores are clipped to this magnitude before the linear classifier (as scanpy's ``max_value``)
+_CLIP = 10.0
+
+
+@dataclass
+class EnsembleSettings:
+    """Settings of :class:`EnsembleTransfer` (plain types; recorded in ``.uns[key_added]["params"]``)."""
+
+    n_neighbors: int = 30
+    n_comps: int = 50
+    n_cca: int = 30
+    prior_power: float = 0.5
+    C: float = 0.01
+    max_features: int = 3000
+    smooth_neighbors: int = 15
+    smooth_alpha: float = 0.5
+    smooth_steps: int = 3
+    random_state: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict."""
+        return asdict(self)
+
+
+@dataclass
+class EnsembleOutput:
+    """What :meth:`EnsembleTransfer.predict_arrays` returns for the query cells."""
+
+    codes: np.ndarray
+    confidence: np.ndarray
+    proba: np.ndarray
+    embedding_reference: np.ndarray
+    embedding_query: np.ndarray
+    components: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+
+def _standardise(X: Any) -> np.ndarray:
+    """Dense float32 per-feature z-scores of ``X`` (its own mean and standard deviation), clipped."""
+    dense = X.toarray() if sp.issparse(X) else np.asarray(X)
+    dense = np.asarray(dense, dtype=np.float32)
+    mean = dense.mean(axis=0, dtype=np.float64)
+    std = dense.std(axis=0, dtype=np.float64)
+    inv = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-8).astype(np.float32)
+    out = (dense - mean.astype(np.float32)) * inv
+    np.clip(out, -_CLIP, _CLIP, out=out)
+    return out
+
+
+def _prior_corrected(votes: np.ndarray, prior: np.ndarray, power: float) -> np.ndarray:
+    """Divide kNN vote shares by the reference class frequency to a power, and renormalise rows."""
+    if power == 0:
+        return votes
+    scaled = votes / np.power(prior, power)[None, :]
+    total = scaled.sum(axis=1, keepdims=True)
+    return np.divide(scaled, total, out=np.full_like(scaled, 1.0 / scaled.shape[1]), where=total > 0)
+
+
+def smooth_on_graph(values: np.ndarray, indices: np.ndarray, *, alpha: float, n_steps: int) -> np.ndarray:
+    """Label spreading on a kNN graph: ``F <- alpha * F0 + (1 - alpha) * mean over neighbours of F``.
+
+    Parameters
+    ----------
+    values
+        ``(n_cells,)`` or ``(n_cells, n_columns)`` starting values ``F0``.
+    indices
+        ``(n_cells, k)`` neighbour indices of every cell (into the same cells).
+    alpha
+        Weight of the starting values at every step, in ``[0, 1]``.
+    n_steps
+        Number of steps.
+    """
+    start = np.asarray(values, dtype=np.float64)
+    out = start
+    for _ in range(n_steps):
+        out = alpha * start + (1.0 - alpha) * out[indices].mean(axis=1)
+    return out
+
+
+class EnsembleTransfer:
+    """A labelled reference that transfers its labels to new query datasets.
+
+    The ``"ensemble"`` method of :func:`sctransfer.tl.label_transfer`. Fitting keeps the reference's
+    log-normalised values on its selected features and trains a linear classifier on them; every query is
+    then labelled by four steps:
+
+    1. each dataset's features are standardised on their own (which removes most of a technology's or a
+       modality's shift in feature means and scales);
+    2. three experts vote: a kNN vote in the joint PCA of both datasets, a kNN vote in their diagonal CCA
+       (Seurat v3's anchor space), and a class-balanced logistic regression on the standardised features;
+       the two kNN votes are divided by the reference class frequencies to the power ``prior_power``, so
+       that rare types are not drowned by abundant neighbours, and the three are averaged;
+    3. the averaged probabilities are smoothed over the query's own kNN graph (label spreading), so that
+       each cell agrees with its neighbours in the query;
+    4. the confidence is the smoothed largest probability, smoothed once more on the same graph.
+
+    Parameters
+    ----------
+    n_neighbors
+        Reference neighbours that vote in each joint space.
+    n_comps
+        Components of the joint PCA.
+    n_cca
+        Canonical components of the CCA.
+    prior_power
+        Power of the class-frequency correction of the kNN votes (0: none, 1: full).
+    C
+        Inverse L2 strength of the logistic regression.
+    max_features
+        With more shared features than this, the most variable in the reference (log-normalised) are used.
+    smooth_neighbors
+        Neighbours in the query's own graph (0 turns smoothing off).
+    smooth_alpha
+        Weight a cell keeps of its own probabilities at every smoothing step.
+    smooth_steps
+        Smoothing steps.
+    random_state
+        Seed of the randomised SVDs.
+
+    Examples
+    --------
+    >>> import sctransfer as sct
+    >>> rna, atac = sct.datasets.simulate_multiome(n_cells=300, n_genes=200, n_types=3)
+    >>> model = sct.models.EnsembleTransfer().fit(rna, labels_key="cell_type")
+    >>> labels = model.predict(atac)
+    >>> labels.shape
+    (300,)
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = EnsembleSettings(**settings)
+        self.features_: list[str] | None = None
+        self.classes_: list[str] | None = None
+
+    def __repr__(self) -> str:
+        state = f"{len(self.classes_)} classes, {len(self.features_)} features" if self.is_fitted else "unfitted"
+        return f"EnsembleTransfer({state})"
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has run."""
+        return self.features_ is not None
+
+    # ---- array level -------------------------------------------------------------------------------
+    def fit_arrays(self, X: Any, codes: np.ndarray, classes: list[str], features: list[str]) -> EnsembleTransfer:
+        """Fit on log-normalised reference values ``X`` (cells x ``features``) and class ``codes``.
+
+        ``codes`` index ``classes``; negative codes mark unlabelled cells, which are left out.
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        labelled = codes >= 0
+        X = X[np.flatnonzero(labelled)] if not labelled.all() else X
+        codes = codes[labelled]
+        X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)
+        keep = np.arange(X.shape[1])
+        if X.shape[1] > self.settings.max_features:
+            if sp.issparse(X):
+                mean = np.asarray(X.mean(axis=0)).ravel()
+                var = np.asarray(X.multiply(X).mean(axis=0)).ravel() - mean**2
+            else:
+                var = X.var(axis=0)
+            keep = np.sort(np.argsort(-var, kind="stable")[: self.settings.max_features])
+            X = X[:, keep]
+        self.reference_ = X
+        self.codes_ = codes
+        self.classes_ = [str(c) for c in classes]
+        self.features_ = [str(features[i]) for i in keep]
+        self.prior_ = np.bincount(codes, minlength=len(classes)).astype(np.float64) / len(codes)
+        self._fit_classifier()
+        return self
+
+    def _fit_classifier(self) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from threadpoolctl import threadpool_limits
+
+        present = np.flatnonzero(self.prior_ > 0)
+        clf = LogisticRegression(C=self.settings.C, max_iter=100, tol=1e-3, class_weight="balanced")
+        # one BLAS thread: L-BFGS makes many small products, and two spinning BLAS threads on a busy
+        # 2-core machine made the fit 10x slower than one
+        with threadpool_limits(limits=1, user_api="blas"):
+            clf.fit(_standardise(self.reference_), self.codes_)
+        self.coef_ = np.zeros((len(self.classes_), self.reference_.shape[1]), dtype=np.float64)
+        self.intercept_ = np.full(len(self.classes_), -np.inf)
+        if len(present) == 2:  # binary: scikit-learn fits one row for the second class
+            self.coef_[present[1]] = clf.coef_[0]
+            self.intercept_[present[1]] = clf.intercept_[0]
+            self.coef_[present[0]] = 0.0
+            self.intercept_[present[0]] = 0.0
+        else:
+            self.coef_[clf.classes_] = clf.coef_
+            self.intercept_[clf.classes_] = clf.intercept_
+
+    def _classifier_proba(self, Z: np.ndarray) -> np.ndarray:
+        logits = Z @ self.coef_.T.astype(np.float32) + self.intercept_[None, :]
+        logits -= logits.max(axis=1, keepdims=True)
+        expo = np.exp(logits)
+        return expo / expo.sum(axis=1, keepdims=True)
+
+    def predict_arrays(self, X: Any) -> EnsembleOutput:
+        """Label log-normalised query values ``X`` (cells x :attr:`features_`, in that order)."""
+        from ...kernels._knn import knn, knn_vote
+        from ...kernels._pca import joint_cca, joint_pca
+
+        self._check_fitted()
+        s = self.settings
+        n_classes = len(self.classes_)
+        X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)
+        ref_codes = self.codes_
+        k = min(s.n_neighbors, len(ref_codes))
+
+        pca = joint_pca([self.reference_, X], n_comps=s.n_comps, random_state=s.random_state)
+        emb_ref, emb_query = (e.astype(np.float32) for e in pca.embeddings)
+        nbrs = knn(emb_query, emb_ref, k=k, metric="cosine")
+        votes_pca = knn_vote(nbrs.indices, ref_codes, n_classes)[2]
+
+        cca = joint_cca(self.reference_, X, n_comps=s.n_cca, n_iter=3, random_state=s.random_state)
+        nbrs = knn(cca.embeddings[1].astype(np.float32), cca.embeddings[0].astype(np.float32), k=k)
+        votes_cca = knn_vote(nbrs.indices, ref_codes, n_classes)[2]
+
+        proba_linear = self._classifier_proba(_standardise(X))
+        prior = np.maximum(self.prior_, 1e-12)
+        components = {
+            "knn_pca": _prior_corrected(votes_pca, prior, s.prior_power),
+            "knn_cca": _prior_corrected(votes_cca, prior, s.prior_power),
+            "linear": proba_linear,
+        }
+        proba = sum(components.values()) / len(components)
+        confidence = proba.max(axis=1)
+        if s.smooth_neighbors > 0 and X.shape[0] > 1:
+            # the query's own graph, in its part of the joint PCA (standardised on the query alone)
+            graph = knn(emb_query, emb_query, k=min(s.smooth_neighbors, X.shape[0]))
+            proba = smooth_on_graph(proba, graph.indices, alpha=s.smooth_alpha, n_steps=s.smooth_steps)
+            confidence = smooth_on_graph(
+                proba.max(axis=1), graph.indices, alpha=s.smooth_alpha, n_steps=s.smooth_steps
+            )
+        codes = proba.argmax(axis=1).astype(np.int64)
+        info = {
+            "n_features_used": len(self.features_),
+            "joint_pca_explained_variance": float(pca.explained_variance_ratio.sum()),
+        }
+        logger.info("ensemble: %d query cells labelled on %d features", X.shape[0], len(self.features_))
+        return EnsembleOutput(
+            codes=codes,
+            confidence=np.clip(confidence, 0.0, 1.0),
+            proba=proba,
+            embedding_reference=emb_ref,
+            embedding_query=emb_query,
+            components=components,
+            info=info,
+        )
+
+    # ---- AnnData level -------------------------------------------------------------------------------
+    def fit(self, adata: Any, *, labels_key: str, layer: str | None = None) -> EnsembleTransfer:
+        """Fit on a labelled reference AnnData (counts or log-normalised values in ``.X`` or ``layer``)."""
+        from ..._utils._transfer import reference_arrays
+
+        X, codes, classes = reference_arrays(adata, labels_key=labels_key, layer=layer)
+        return self.fit_arrays(X, codes, classes, list(map(str, adata.var_names)))
+
+    def predict_output(self, adata: Any, *, layer: str | None = None) -> EnsembleOutput:
+        """Label a query AnnData; its features are matched to the model's by name (case-insensitive)."""
+        from ..._utils._transfer import query_arrays
+
+        self._check_fitted()
+        X, present = query_arrays(adata, self.features_, layer=layer)
+        if not present.all():
+            logger.info(
+                "ensemble: the query has %d of the model's %d features; refitting on those",
+                int(present.sum()), len(present),
+            )  # fmt: skip
+            sub = EnsembleTransfer(**self.settings.to_dict())
+            sub.reference_ = self.reference_[:, np.flatnonzero(present)]
+            sub.codes_, sub.classes_, sub.prior_ = self.codes_, self.classes_, self.prior_
+            sub.features_ = [f for f, p in zip(self.features_, present, strict=True) if p]
+            sub._fit_classifier()
+            return sub.predict_arrays(X)
+        return self.predict_arrays(X)
+
+    def predict(self, adata: Any, *, layer: str | None = None) -> np.ndarray:
+        """Predicted label of every query cell (an array of class names)."""
+        out = self.predict_output(adata, layer=layer)
+        return np.asarray(self.classes_, dtype=object)[out.codes]
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise ValueError("the EnsembleTransfer model is not fitted; call .fit(reference, labels_key=...) first.")
+
+    # ---- persistence ---------------------------------------------------------------------------------
+    def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
+        """Write the fitted model to a directory (JSON plus the reference matrix as ``.npz``, no pickle)."""
+        self._check_fitted()
+        path = Path(dir_path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise ValueError(f"{path} exists and is not empty; pass overwrite=True to replace the model.")
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "settings": self.settings.to_dict(),
+            "classes": self.classes_,
+            "features": self.features_,
+        }
+        ref = self.reference_
+        arrays: dict[str, np.ndarray] = {
+            "codes": self.codes_,
+            "coef": self.coef_,
+            "intercept": self.intercept_,
+        }
+        if sp.issparse(ref):
+            arrays.update(data=ref.data, indices=ref.indices, indptr=ref.indptr, shape=np.asarray(ref.shape))
+        else:
+            arrays["dense"] = ref
+        tmp = path / (_REFERENCE_FILE + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path / _REFERENCE_FILE)
+        tmp_json = path / (_MODEL_FILE + ".tmp")
+        tmp_json.write_text(json.dumps(meta))
+        tmp_json.replace(path / _MODEL_FILE)
+
+    @classmethod
+    def load(cls, dir_path: str | Path) -> EnsembleTransfer:
+        """Read a model written by :meth:`save`."""
+        path = Path(dir_path)
+        model_file = path / _MODEL_FILE
+        if not model_file.exists():
+            raise ValueError(f"{path} holds no EnsembleTransfer model ({_MODEL_FILE} is missing).")
+        meta = json.loads(model_file.read_text())
+        if meta.get("format") != _FORMAT or meta.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(
+                f"{model_file} is not a version-{_FORMAT_VERSION} EnsembleTransfer model "
+                f"(format {meta.get('format')!r}, version {meta.get('format_version')!r})."
+            )
+        model = cls(**meta["settings"])
+        with np.load(path / _REFERENCE_FILE, allow_pickle=False) as arrays:
+            if "dense" in arrays:
+                model.reference_ = arrays["dense"]
+            else:
+                model.reference_ = sp.csr_matrix(
+                    (arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(arrays["shape"])
+                )
+            model.codes_ = arrays["codes"]
+            model.coef_ = arrays["coef"]
+            model.intercept_ = arrays["intercept"]
+        model.classes_ = list(meta["classes"])
+        model.features_ = list(meta["features"])
+        model.prior_ = np.bincount(model.codes_, minlength=len(model.classes_)) / len(model.codes_)
+        return model

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+import sctransfer as sct
+from sctransfer.models.ensemble._model import smooth_on_graph
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rna, atac = sct.datasets.simulate_multiome(n_cells=300, n_genes=200, n_types=3, random_state=1)
+    return rna, atac
+
+
+def test_fit_predict_beats_chance_and_is_deterministic(pair):
+    rna, atac = pair
+    a = sct.models.EnsembleTransfer(random_state=0).fit(rna, labels_key="cell_type").predict_output(atac)
+    b = sct.models.EnsembleTransfer(random_state=0).fit(rna, labels_key="cell_type").predict_output(atac)
+    np.testing.assert_array_equal(a.proba, b.proba)
+    truth = atac.obs["cell_type"].astype(str).to_numpy()
+    classes = np.asarray(sorted(rna.obs["cell_type"].astype(str).unique()))
+    assert (classes[a.codes] == truth).mean() > 0.8
+    np.testing.assert_allclose(a.proba.sum(axis=1), 1.0, atol=1e-6)
+    assert ((a.confidence >= 0) & (a.confidence <= 1)).all()
+    assert set(a.components) == {"knn_pca", "knn_cca", "linear"}
+
+
+def test_save_load_round_trip_maps_a_new_query_without_refitting(pair, tmp_path):
+    rna, atac = pair
+    model = sct.models.EnsembleTransfer().fit(rna, labels_key="cell_type")
+    model.save(tmp_path / "m")
+    with pytest.raises(ValueError, match="overwrite=True"):
+        model.save(tmp_path / "m")
+    back = sct.models.EnsembleTransfer.load(tmp_path / "m")
+    assert back.classes_ == model.classes_ and back.features_ == model.features_
+    np.testing.assert_array_equal(back.predict_output(atac).proba, model.predict_output(atac).proba)
+    np.testing.assert_array_equal(back.predict(atac), model.predict(atac))
+
+
+def test_query_with_fewer_features_is_mapped_on_those(pair):
+    rna, atac = pair
+    model = sct.models.EnsembleTransfer().fit(rna, labels_key="cell_type")
+    sub = atac[:, atac.var_names[:150]].copy()
+    out = model.predict_output(sub)
+    assert out.info["n_features_used"] == 150
+
+
+def test_load_rejects_other_directories(tmp_path):
+    with pytest.raises(ValueError, match="no EnsembleTransfer model"):
+        sct.models.EnsembleTransfer.load(tmp_path)
+
+
+def test_unfitted_model_says_what_to_do(pair):
+    with pytest.raises(ValueError, match="not fitted"):
+        sct.models.EnsembleTransfer().predict(pair[1])
+
+
+def test_smoothing_pulls_a_cell_towards_its_neighbours():
+    values = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    indices = np.array([[1, 2], [1, 2], [1, 2]])
+    out = smooth_on_graph(values, indices, alpha=0.5, n_steps=3)
+    assert out[0, 1] == pytest.approx(0.5)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
