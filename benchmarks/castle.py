@@ -7,12 +7,12 @@ Protocol:
   CD4 T cells (naive / memory). Kang's "T activated" has no fine counterpart and is left out at that level.
 - methods: CaSTLe default and reference presets (plus a few variants of the default), logistic
   regression on per-dataset z-scored shared genes, and the foundation's kNN label transfer
-  (``sct.tl.label_transfer(method="knn", normalize=False)``). Target labels are used only for scoring;
-  rejected cells count as wrong for accuracy and macro-F1.
+  (``sct.tl.label_transfer(method="knn")``, which uses log-normalised values as they are). Target labels
+  are used only for scoring; rejected cells count as wrong for accuracy and macro-F1.
 - seeds: the CaSTLe default (with and without self-training) is also run with ``random_state`` 0-4 (its
   detection matching draws at random).
 - rejection: in both directions, one coarse type at a time is removed from the source; the table gives the
-  fraction of target cells of that type that CaSTLe rejects ("Not Classified") against the fraction of the
+  fraction of target cells of that type that CaSTLe rejects ("unknown") against the fraction of the
   other target cells.
 
     python benchmarks/castle.py            # writes benchmarks/results/castle.json
@@ -106,11 +106,11 @@ def run_castle(source, target, labels, **kwargs):
     source.obs["label"] = labels
     t0 = time.perf_counter()
     out = sct.tl.castle(
-        target, source, labels_key="label", source_layer=LAYER, target_layer=LAYER, n_jobs=N_JOBS, copy=True,
+        source, target, labels_key="label", source_layer=LAYER, target_layer=LAYER, n_jobs=N_JOBS, copy=True,
         **kwargs,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
-    return out.obs["castle_label"].astype(str).to_numpy(), seconds, out.uns["castle"]
+    return out.obs["castle"].astype(str).to_numpy(), seconds, out.uns["castle"]
 
 
 def run_logreg(source, target, labels, seed=0):
@@ -139,7 +139,6 @@ def run_knn(source, target, labels):
         method="knn",
         layer=LAYER,
         query_layer=LAYER,
-        normalize=False,
         copy=True,
     )
     return out.obs["sct_label"].astype(str).to_numpy(), time.perf_counter() - t0
@@ -255,7 +254,7 @@ def main() -> None:
             keep = y_source != removed
             for preset, kw in REJECTION_PRESETS.items():
                 pred, _, _ = run_castle(subset(source, keep), target, y_source[keep], **kw)
-                rejected = pred == "Not Classified"
+                rejected = pred == "unknown"
                 is_removed = y_target == removed
                 rejection.append(
                     {

@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import sklearn
-from castle import COARSE
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -39,8 +38,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.extmath import randomized_svd
 
 import sctransfer as sct
+from castle import COARSE
 
 RESULTS = Path(__file__).parent / "results" / "label_transfer.json"
+#: the table that docs/choosing.md includes, written from the same run
+TABLE = Path(__file__).parent.parent / "docs" / "_static" / "label_transfer_table.md"
 METHODS = ["ensemble", "knn", "scjoint", "castle"]
 UNKNOWN = {"mop_coarse": ["Astro", "Oligo"], "pbmc3k_to_kang": ["B", "NK"]}
 
@@ -51,12 +53,22 @@ def load_tasks() -> dict[str, tuple]:
     ref, query = sct.datasets.mop_snareseq2(split="unpaired")
     for level in ("coarse", "fine"):
         key = f"cell_type_{level}"
-        tasks[f"mop_{level}"] = (ref, query, ref.obs[key].astype(str).to_numpy(), query.obs[key].astype(str).to_numpy())
+        tasks[f"mop_{level}"] = (
+            ref,
+            query,
+            ref.obs[key].astype(str).to_numpy(),
+            query.obs[key].astype(str).to_numpy(),
+        )
     cite = sct.datasets.cite_asap_adt()
     r = cite[cite.obs["batch"].isin(["c1", "c2"]).to_numpy()].copy()
     q = cite[cite.obs["batch"].isin(["c3", "c4"]).to_numpy()].copy()
     for key in ("coarse_cluster", "cluster"):
-        tasks[f"cite_asap_{key}"] = (r, q, r.obs[key].astype(str).to_numpy(), q.obs[key].astype(str).to_numpy())
+        tasks[f"cite_asap_{key}"] = (
+            r,
+            q,
+            r.obs[key].astype(str).to_numpy(),
+            q.obs[key].astype(str).to_numpy(),
+        )
     pbmc = sct.datasets.pbmc3k()
     kang = sct.datasets.kang_ifnb()
     kang = kang[(kang.obs["stim"] == "CTRL").to_numpy()].copy()
@@ -68,7 +80,7 @@ def load_tasks() -> dict[str, tuple]:
     y_pbmc, y_kang = y_pbmc[keep_p].astype(str), y_kang[keep_k].astype(str)
     tasks["pbmc3k_to_kang"] = (pbmc, kang, y_pbmc, y_kang)
     tasks["kang_to_pbmc3k"] = (kang, pbmc, y_kang, y_pbmc)
-    for name, (a, b, _, _) in tasks.items():  # the methods see values only
+    for a, b, _, _ in tasks.values():  # the methods see values only
         for adata in (a, b):
             adata.obs = adata.obs[[]].copy()
     return tasks
@@ -166,15 +178,22 @@ def main() -> None:
             q = run_method(ref, query, y_ref, method, **kwargs)
             seconds = time.perf_counter() - t0
             pred = q.obs["sct_label"].astype(str).to_numpy()
-            rows.append({"task": name, "method": label, "seconds": round(seconds, 2), **score(y_query, pred, y_ref)})
+            rows.append(
+                {"task": name, "method": label, "seconds": round(seconds, 2), **score(y_query, pred, y_ref)}
+            )
             if method == "ensemble":
                 known = np.isin(y_query, np.unique(y_ref))
                 conf = q.obs["sct_label_confidence"].to_numpy()[known]
                 correct = (pred == y_query)[known]
+                ece = expected_calibration_error(correct, conf)
                 calibration.append(
-                    {"task": name, "ece": expected_calibration_error(correct, conf), "mean_confidence": float(conf.mean()),
-                     "accuracy": float(correct.mean())}
-                )  # fmt: skip
+                    {
+                        "task": name,
+                        "ece": ece,
+                        "mean_confidence": float(conf.mean()),
+                        "accuracy": float(correct.mean()),
+                    }
+                )
             print(f"{name:26s} {label:28s} {rows[-1]['accuracy']:.3f} {rows[-1]['macro_f1']:.3f} "
                   f"{rows[-1]['balanced_accuracy']:.3f} {seconds:7.1f}s", flush=True)  # fmt: skip
         if not args.no_baselines:
@@ -182,7 +201,14 @@ def main() -> None:
                 t0 = time.perf_counter()
                 pred = fn(ref, query, y_ref)
                 seconds = time.perf_counter() - t0
-                rows.append({"task": name, "method": label, "seconds": round(seconds, 2), **score(y_query, pred, y_ref)})
+                rows.append(
+                    {
+                        "task": name,
+                        "method": label,
+                        "seconds": round(seconds, 2),
+                        **score(y_query, pred, y_ref),
+                    }
+                )
                 print(f"{name:26s} {label:28s} {rows[-1]['accuracy']:.3f} {rows[-1]['macro_f1']:.3f} "
                       f"{rows[-1]['balanced_accuracy']:.3f} {seconds:7.1f}s", flush=True)  # fmt: skip
         for held_out in UNKNOWN.get(name, []) if "ensemble" in args.methods else []:
@@ -206,13 +232,19 @@ def main() -> None:
               f"{r['balanced_accuracy']:6.3f} {r['seconds']:7.1f}s")  # fmt: skip
     print("\ncalibration of the default's confidence on known types (expected calibration error, 10 bins)")
     for c in calibration:
-        print(f"{c['task']:26s} ECE {c['ece']:.3f}  mean confidence {c['mean_confidence']:.3f}  accuracy {c['accuracy']:.3f}")
+        print(
+            f"{c['task']:26s} ECE {c['ece']:.3f}  mean confidence {c['mean_confidence']:.3f}  "
+            f"accuracy {c['accuracy']:.3f}"
+        )
     result = {
         "benchmark": "label_transfer",
         "environment": {
-            "sctransfer": sct.__version__, "scikit-learn": sklearn.__version__,
-            "python": platform.python_version(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
-        },  # fmt: skip
+            "sctransfer": sct.__version__,
+            "scikit-learn": sklearn.__version__,
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "load_average": os.getloadavg(),
+        },
         "results": rows,
         "calibration": calibration,
         "unknown_types": unknown,
@@ -220,6 +252,33 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.output}")
+    if args.output == RESULTS:
+        TABLE.write_text(markdown_table(result))
+        print(f"wrote {TABLE}")
+
+
+def markdown_table(result: dict) -> str:
+    """The docs' tables: every task x method, the unknown-type figures and the calibration."""
+    lines = [
+        "| task | method | accuracy | macro-F1 | balanced acc. | time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["results"]:
+        lines.append(
+            f"| {r['task']} | {r['method']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | "
+            f"{r['balanced_accuracy']:.3f} | {r['seconds']:.1f} |"
+        )
+    lines += ["", "| task | type removed from the reference | AUROC | rejected: that type / known types |",
+              "|---|---|---|---|"]  # fmt: skip
+    for u in result["unknown_types"]:
+        lines.append(
+            f"| {u['task']} | {u['held_out']} | {u['auroc']:.3f} | {u['rejected_novel']:.2f} / "
+            f"{u['rejected_known']:.3f} |"
+        )
+    lines += ["", "| task | expected calibration error | mean confidence | accuracy |", "|---|---|---|---|"]
+    for c in result["calibration"]:
+        lines.append(f"| {c['task']} | {c['ece']:.3f} | {c['mean_confidence']:.3f} | {c['accuracy']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

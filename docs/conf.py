@@ -25,7 +25,7 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "_inv", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "_static/*.py"]
+exclude_patterns = ["_build", "_inv", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "_static/*.py", "_static/*.md"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 master_doc = "index"
 default_role = "literal"

@@ -2,7 +2,8 @@
 
 Protocol (MOp SNARE-seq2, unpaired): the reference is the RNA of libraries 09A-09F, the query is the ATAC
 gene activity of libraries 09G-09L, with "Mis" cells dropped. The query's labels are held back during the
-transfer and only used to score it. When the real data cannot be reached, the demo runs on simulated data
+transfer and only used to score it. The transfer runs ``sct.tl.label_transfer`` with its default method
+(``"ensemble"``) and default options. When the real data cannot be reached, the demo runs on simulated data
 and says so.
 """
 
@@ -17,6 +18,8 @@ from pathlib import Path
 import sctransfer as sct
 
 OUT_DIR = Path("demo_output")
+#: the ``key_added`` of the transfer: the name of every result it writes
+KEY = "sct_label"
 
 
 def load():
@@ -58,26 +61,23 @@ def main() -> int:
     query.obs = query.obs.drop(columns=held_back.columns)
 
     t1 = time.perf_counter()
-    sct.tl.label_transfer(
-        reference,
-        query,
-        labels_key=labels_key,
-        random_state=0,
-        trainer_kwargs={"enable_progress_bar": sys.stderr.isatty()},
-    )
+    sct.tl.label_transfer(reference, query, labels_key=labels_key, key_added=KEY, random_state=0)
     transfer_seconds = time.perf_counter() - t1
 
     report = sct.metrics.label_transfer_report(
-        held_back[labels_key], query.obs["sct_label"], reference_labels=reference.obs[labels_key]
+        held_back[labels_key], query.obs[KEY], reference_labels=reference.obs[labels_key]
     )
     query.obs = query.obs.join(held_back)
-    method = query.uns["sct_label"]["params"]["method"]
+    info = query.uns[KEY]
+    scales = info["input_scales"]
 
     print(f"sctransfer {sct.__version__}: label transfer, {description}")
-    print(f"method              {method}")
+    print(f"method              {info['params']['method']} (the default)")
     print(f"reference cells     {reference.n_obs} ({reference.obs[labels_key].nunique()} types)")
     print(f"query cells         {query.n_obs}")
-    print(f"shared features     {query.uns['sct_label']['n_shared_features']}")
+    print(f"shared features     {info['n_shared_features']} ({info['feature_matching']} matching)")
+    print(f"input values        reference: {scales['reference']}, query: {scales['query']}")
+    print(f"labelled 'unknown'  {info['n_unknown']} of {query.n_obs} query cells")
     print(report)
     print(
         f"transfer wall time  {transfer_seconds:.1f} s (total with loading {time.perf_counter() - t0:.1f} s)"
@@ -87,8 +87,8 @@ def main() -> int:
 
     out = OUT_DIR / "query_labelled.h5ad"
     write_atomically(query, out)
-    embedding = query.uns["sct_label"]["embedding_key"]
-    print(f"\nwrote {out} (obs['sct_label'], obs['sct_label_confidence'], obsm[{embedding!r}])")
+    written = info["keys"]
+    print(f"\nwrote {out} (obs: {', '.join(written['obs'])}; obsm: {', '.join(written['obsm'])})")
     return 0
 
 

@@ -565,8 +565,16 @@ def _check_obs_column(adata: Any, key: str | None, option: str, where: str) -> N
 # ----------------------------------------------------------------------------------- label-transfer
 def _add_label_transfer(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("input and output (two h5ad files, or one h5mu file)")
-    io.add_argument("--rna", metavar="H5AD", help="reference AnnData (labelled, for example scRNA-seq)")
-    io.add_argument("--atac", metavar="H5AD", help="query AnnData (for example scATAC-seq gene activity)")
+    io.add_argument(
+        "--rna",
+        metavar="H5AD",
+        help="reference AnnData (labelled, for example scRNA-seq; counts or log-normalised)",
+    )
+    io.add_argument(
+        "--atac",
+        metavar="H5AD",
+        help="query AnnData (for example scATAC-seq gene activity, or another RNA dataset)",
+    )
     io.add_argument(
         "--mudata", metavar="H5MU", help="MuData holding both modalities (instead of --rna/--atac)"
     )
@@ -580,8 +588,8 @@ def _add_label_transfer(p: argparse.ArgumentParser) -> None:
     o.add_argument("--labels-key", required=True, help=".obs column of the reference with the labels")
     o.add_argument(
         "--method",
-        choices=["scjoint", "knn"],
-        default="scjoint",
+        choices=list(_METHOD_OPTIONS),
+        default="ensemble",
         help="transfer method (default: %(default)s)",
     )
     o.add_argument(
@@ -592,14 +600,12 @@ def _add_label_transfer(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument("--layer", default=None, help="layer of the reference to use (default: .X)")
     o.add_argument("--query-layer", default=None, help="layer of the query to use (default: .X)")
-    o.add_argument(
-        "--key-added", default="sct_label", help="prefix of the result keys (default: %(default)s)"
-    )
+    o.add_argument("--key-added", default="sct_label", help="name of every result key (default: %(default)s)")
     o.add_argument(
         "--n-neighbors",
         type=int,
         default=30,
-        help="reference neighbours voting per query cell (default: %(default)s)",
+        help="reference neighbours voting per query cell (ensemble, knn, scjoint; default: %(default)s)",
     )
     o.add_argument(
         "--unknown-threshold",
@@ -608,8 +614,17 @@ def _add_label_transfer(p: argparse.ArgumentParser) -> None:
         metavar="{auto,none,NUMBER}",
         help="cells with a lower confidence are labelled 'unknown' (default: %(default)s, the method's own)",
     )
+    o.add_argument(
+        "--gene-case",
+        choices=["auto", "exact", "ignore"],
+        default="auto",
+        help="gene name matching: exact, ignore (case-insensitive, e.g. across species), or auto (exact "
+        "unless ignoring case shares 10%% more genes; default: %(default)s)",
+    )
     o.add_argument("--faithful", action="store_true", help="scjoint: reproduce the original implementation")
     o.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    e = p.add_argument_group("method options (ensemble, knn)")
+    e.add_argument("--n-comps", type=int, default=None, help="joint PCA components (default: 50)")
     s = p.add_argument_group("method options (scjoint); unset options take the preset's value")
     s.add_argument("--max-epochs", type=int, default=None, help="stage-1 training epochs")
     s.add_argument(
@@ -619,13 +634,6 @@ def _add_label_transfer(p: argparse.ArgumentParser) -> None:
     s.add_argument("--accelerator", default=None, help="Lightning accelerator (default: auto)")
     s.add_argument("--devices", type=_devices, default=None, help="Lightning devices (default: auto)")
     k = p.add_argument_group("method options (knn)")
-    k.add_argument("--n-comps", type=int, default=None, help="joint PCA components (default: 50)")
-    k.add_argument(
-        "--normalize",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="log-normalise the values as counts (default: yes)",
-    )
     k.add_argument(
         "--metric", choices=["cosine", "euclidean"], default=None, help="kNN metric (default: cosine)"
     )
@@ -638,7 +646,8 @@ def _add_label_transfer(p: argparse.ArgumentParser) -> None:
         action="append",
         type=_kwarg,
         metavar="KEY=VALUE",
-        help="another keyword of the method (**method_kwargs, e.g. n_latent=32); VALUE is read as JSON when it can be",
+        help="another keyword of the method (**method_kwargs, e.g. smooth_steps=2, n_latent=32 or "
+        "n_features=50); VALUE is read as JSON when it can be",
     )
     x.add_argument(
         "--truth-key",
@@ -647,8 +656,13 @@ def _add_label_transfer(p: argparse.ArgumentParser) -> None:
     )
 
 
-_SCJOINT_OPTIONS = ("max_epochs", "max_epochs_stage3", "batch_size", "accelerator", "devices")
-_KNN_OPTIONS = ("n_comps", "normalize", "metric", "backend")
+#: the method options of label-transfer, by method (others go through --kwarg)
+_METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ensemble": ("n_comps",),
+    "knn": ("n_comps", "metric", "backend"),
+    "scjoint": ("max_epochs", "max_epochs_stage3", "batch_size", "accelerator", "devices"),
+    "castle": (),
+}
 
 
 def _run_label_transfer(run: Run) -> None:
@@ -657,13 +671,14 @@ def _run_label_transfer(run: Run) -> None:
         raise UsageError("give either --mudata, or --rna and --atac, not both")
     if args.mudata is None and (args.rna is None or args.atac is None):
         raise UsageError("give --rna and --atac (two h5ad files), or --mudata (one h5mu file)")
-    methods = {"scjoint": _SCJOINT_OPTIONS, "knn": _KNN_OPTIONS}
-    own = methods[args.method]
-    for method, names in methods.items():
-        wrong = [name for name in names if method != args.method and getattr(args, name) is not None]
-        if wrong:
-            flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
-            raise UsageError(f"{flags}: option(s) of --method {method}, not of --method {args.method}")
+    own = _METHOD_OPTIONS[args.method]
+    for name in dict.fromkeys(n for names in _METHOD_OPTIONS.values() for n in names):
+        if name not in own and getattr(args, name) is not None:
+            owners = " or ".join(m for m, names in _METHOD_OPTIONS.items() if name in names)
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag}: option of --method {owners}, not of --method {args.method}")
+    if args.faithful and args.method != "scjoint":
+        raise UsageError(f"--faithful: option of --method scjoint, not of --method {args.method}")
     method_kwargs = _merge_kwargs({name: getattr(args, name) for name in own}, args.kwarg)
     output = check_output_path(args.output)
     params = {
@@ -674,6 +689,7 @@ def _run_label_transfer(run: Run) -> None:
         "key_added": args.key_added,
         "n_neighbors": args.n_neighbors,
         "unknown_threshold": args.unknown_threshold,
+        "gene_case": args.gene_case,
         "faithful": args.faithful,
         "random_state": args.random_state,
     }
@@ -880,10 +896,16 @@ def _run_gene_activity(run: Run) -> None:
 def _add_castle(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("input and output")
     io.add_argument(
-        "--source", required=True, metavar="H5AD", help="labelled cells (log-normalised values, h5ad)"
+        "--source",
+        required=True,
+        metavar="H5AD",
+        help="labelled cells (counts or log-normalised values, h5ad)",
     )
     io.add_argument(
-        "--target", required=True, metavar="H5AD", help="cells to classify (log-normalised values, h5ad)"
+        "--target",
+        required=True,
+        metavar="H5AD",
+        help="cells to classify (counts or log-normalised values, h5ad)",
     )
     io.add_argument("--output", required=True, metavar="PATH", help="annotated target (h5ad)")
     o = p.add_argument_group("options of sct.tl.castle")
@@ -903,7 +925,7 @@ def _add_castle(p: argparse.ArgumentParser) -> None:
         type=_float_or_none,
         default=None,
         metavar="{none,NUMBER}",
-        help="probability below which a cell is 'Not Classified' (default: the preset's)",
+        help="probability at or below which a cell is 'unknown' (default: the preset's)",
     )
     o.add_argument(
         "--log-base",
@@ -914,13 +936,14 @@ def _add_castle(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument(
         "--gene-case",
-        choices=["exact", "ignore"],
-        default="exact",
-        help="gene name matching (default: %(default)s)",
+        choices=["auto", "exact", "ignore"],
+        default="auto",
+        help="gene name matching: exact, ignore (case-insensitive), or auto (exact unless ignoring case "
+        "shares 10%% more genes; default: %(default)s)",
     )
     o.add_argument("--target-layer", default=None, help="layer of the target (default: .X)")
     o.add_argument("--source-layer", default=None, help="layer of the source (default: .X)")
-    o.add_argument("--key-added", default="castle", help="prefix of the result keys (default: %(default)s)")
+    o.add_argument("--key-added", default="castle", help="name of every result key (default: %(default)s)")
     o.add_argument(
         "--random-state",
         type=_int_or_none,
@@ -965,15 +988,15 @@ def _run_castle(run: Run) -> None:
             raise UsageError(f"--kwarg {key}=... repeats the option --{key.replace('_', '-')}")
     run.params = {**explicit, **model_kwargs}
     from . import tl
-    from ._utils._keys import CaSTLeKeys
+    from ._utils._keys import LabelTransferKeys
 
     source = run.read("--source", args.source)
     target = run.read("--target", args.target)
     _check_obs_column(source, args.labels_key, "--labels-key", "the source (--source)")
     _check_obs_column(target, args.truth_key, "--truth-key", "the target (--target)")
     with run.progress.step("CaSTLe"):
-        tl.castle(target, source, **explicit, **model_kwargs)
-    keys = CaSTLeKeys(args.key_added)
+        tl.castle(source, target, **explicit, **model_kwargs)
+    keys = LabelTransferKeys(args.key_added)
     run.recorded_params = dict(target.uns[keys.uns].get("params", {}))
     run.metrics = _label_metrics(
         target.obs,

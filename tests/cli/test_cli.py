@@ -146,7 +146,8 @@ def test_label_transfer_knn(cli, data, tmp_path):
     assert {
         "obs/sct_label",
         "obs/sct_label_confidence",
-        "obsm/X_sct_joint",
+        "obsm/sct_label_proba",
+        "obsm/X_sct_label",
         "uns/sct_label/params",
     } <= _h5_keys(out)
     info = json.loads(summary.read_text())
@@ -158,14 +159,37 @@ def test_label_transfer_knn(cli, data, tmp_path):
     assert sum(info["metrics"]["label_counts"].values()) == 90
 
 
+def test_label_transfer_default_is_the_ensemble(cli, data, tmp_path):
+    out, summary = tmp_path / "out.h5ad", tmp_path / "summary.json"
+    result = cli(
+        "label-transfer", "--rna", data / "rna.h5ad", "--atac", data / "atac.h5ad", "--labels-key", "cell_type",
+        "--gene-case", "exact", "--key-added", "pred", "--truth-key", "cell_type", "--output", out,
+        "--summary-json", summary,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert {
+        "obs/pred",
+        "obs/pred_confidence",
+        "obsm/pred_proba",
+        "obsm/X_pred",
+        "uns/pred/params",
+    } <= _h5_keys(out)
+    info = json.loads(summary.read_text())
+    assert info["params"]["method"] == "ensemble" and info["params"]["gene_case"] == "exact"
+    assert info["recorded_params"]["method"] == "ensemble" and info["recorded_params"]["gene_case"] == "exact"
+    assert info["metrics"]["accuracy"] > 0.5
+
+
 def test_label_transfer_mudata_scjoint(cli, data, tmp_path):
     out = tmp_path / "out.h5mu"
     result = cli(
-        "label-transfer", "--mudata", data / "multiome.h5mu", "--labels-key", "cell_type", "--max-epochs", "1",
-        "--max-epochs-stage3", "0", "--n-neighbors", "10", "--output", out,
+        "label-transfer", "--mudata", data / "multiome.h5mu", "--labels-key", "cell_type", "--method", "scjoint",
+        "--max-epochs", "1", "--max-epochs-stage3", "0", "--n-neighbors", "10", "--output", out,
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert {"mod/atac/obs/sct_label", "mod/atac/obsm/X_scjoint", "mod/rna/obsm/X_scjoint"} <= _h5_keys(out)
+    assert {"mod/atac/obs/sct_label", "mod/atac/obsm/X_sct_label", "mod/rna/obsm/X_sct_label"} <= _h5_keys(
+        out
+    )
 
 
 def test_gene_activity_table_and_bed_agree(cli, data, tmp_path):
@@ -198,9 +222,11 @@ def test_castle(cli, data, tmp_path):
         "--output", out, "--summary-json", summary,
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert {"obs/castle_label", "obsm/castle_proba", "uns/castle/params"} <= _h5_keys(out)
+    assert {"obs/castle", "obs/castle_confidence", "obsm/castle_proba", "uns/castle/params"} <= _h5_keys(out)
+    assert "obs/castle_label" not in _h5_keys(out)
     info = json.loads(summary.read_text())
     assert info["params"]["n_rounds"] == 5 and info["recorded_params"]["n_rounds"] == 5
+    assert info["recorded_params"]["method"] == "castle" and info["recorded_params"]["gene_case"] == "auto"
     assert 0 <= info["metrics"]["accuracy"] <= 1
 
 
@@ -365,12 +391,76 @@ def test_data_error_inside_the_verb(cli, data, sentinel):
                 "b",
                 "--labels-key",
                 "x",
+                "--metric",
+                "cosine",
+                "--output",
+                "o",
+            ],
+            "--metric: option of --method knn, not of --method ensemble",
+        ),
+        (
+            [
+                "label-transfer",
+                "--rna",
+                "a",
+                "--atac",
+                "b",
+                "--labels-key",
+                "x",
+                "--method",
+                "scjoint",
                 "--n-comps",
                 "5",
                 "--output",
                 "o",
             ],
-            "knn",
+            "--n-comps: option of --method ensemble or knn",
+        ),
+        (
+            [
+                "label-transfer",
+                "--rna",
+                "a",
+                "--atac",
+                "b",
+                "--labels-key",
+                "x",
+                "--faithful",
+                "--output",
+                "o",
+            ],
+            "--faithful",
+        ),
+        (
+            [
+                "label-transfer",
+                "--rna",
+                "a",
+                "--atac",
+                "b",
+                "--labels-key",
+                "x",
+                "--normalize",
+                "--output",
+                "o",
+            ],
+            "--normalize",
+        ),
+        (
+            [
+                "label-transfer",
+                "--rna",
+                "a",
+                "--atac",
+                "b",
+                "--labels-key",
+                "x",
+                "--gene-case",
+                "upper",
+                "--output",
+                "o",
+            ],
+            "invalid choice",
         ),
         (
             [

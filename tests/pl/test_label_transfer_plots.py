@@ -79,7 +79,7 @@ def test_joint_embedding_panels_and_inputs_unchanged(transferred, tmp_path):
     rna, atac = transferred
     before_rna, before_atac = snapshot(rna), snapshot(atac)
     path = tmp_path / "joint.png"
-    fig = sct.pl.joint_embedding(rna, atac, save=path)  # falls back to X_sct_joint
+    fig = sct.pl.joint_embedding(rna, atac, save=path)  # X_sct_label, the embedding of key_added="sct_label"
     assert len(fig.axes) == 2
     assert [ax.get_title() for ax in fig.axes] == ["modality", "predicted / reference label"]
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
@@ -90,6 +90,17 @@ def test_joint_embedding_panels_and_inputs_unchanged(transferred, tmp_path):
 
     fig = sct.pl.joint_embedding(rna, atac, color=["modality", "label", "cell_type"], rna_key="cell_type")
     assert len(fig.axes) == 3
+
+
+def test_joint_embedding_follows_key_added():
+    rna, atac = sct.datasets.simulate_multiome(n_cells=120, n_genes=60, n_types=3, random_state=1)
+    sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="knn", n_comps=10, key_added="pred")
+    assert "X_pred" in rna.obsm and "X_pred" in atac.obsm
+    fig = sct.pl.joint_embedding(rna, atac, atac_key="pred")
+    legend = {t.get_text() for t in fig.axes[1].get_legend().get_texts()}
+    assert legend == {"type_0", "type_1", "type_2"}
+    with pytest.raises(KeyError, match="X_sct_label"):
+        sct.pl.joint_embedding(rna, atac)  # the default key_added was not used
 
 
 def test_confidence_boxes_and_threshold(transferred, tmp_path):
@@ -134,12 +145,18 @@ def test_missing_keys_raise(transferred):
 
 
 def test_confidence_reads_castle_results(transferred):
-    _, atac = transferred
+    rna, atac = transferred
     adata = atac.copy()
-    adata.obs["castle_label"] = adata.obs["sct_label"]
-    adata.obs["castle_confidence"] = adata.obs["sct_label_confidence"]
-    adata.uns["castle"] = {"params": {"threshold": 0.5}}
+    sct.tl.castle(rna, adata, labels_key="cell_type", n_features=20, n_rounds=5)
+    assert adata.uns["castle"]["params"]["unknown_threshold"] is None
     ax = sct.pl.confidence(adata, "castle")
+    # CaSTLe's own rejection threshold (0.5 in the default preset), read from the fit settings
     dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     np.testing.assert_allclose(dashed[0].get_ydata(), [0.5, 0.5])
     assert ax.get_xlabel() == "predicted label (castle)"
+    # with both thresholds set, the line is at the larger one
+    sct.tl.label_transfer(rna, adata, labels_key="cell_type", method="castle", key_added="castle",
+                          unknown_threshold=0.7, n_features=20, n_rounds=5)  # fmt: skip
+    ax = sct.pl.confidence(adata, "castle")
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    np.testing.assert_allclose(dashed[0].get_ydata(), [0.7, 0.7])

@@ -57,7 +57,9 @@ def test_every_method_writes_one_contract(pair, method, tmp_path):
 
 def test_rerun_with_the_same_key_leaves_no_stale_keys(pair):
     rna, atac = pair
-    sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="scjoint", key_added="lt", **FAST["scjoint"])
+    sct.tl.label_transfer(
+        rna, atac, labels_key="cell_type", method="scjoint", key_added="lt", **FAST["scjoint"]
+    )
     assert "lt_similarity" in atac.obs
     sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="castle", key_added="lt", n_features=20)
     assert "lt_similarity" not in atac.obs and "lt_probability" not in atac.obs

@@ -52,7 +52,9 @@ def check_unique_names(adata: AnnData, name: str) -> None:
             raise ValueError(f"{name} has duplicated {axis} (e.g. {dup}); call {fix} first.")
 
 
-def reference_codes(adata: AnnData, labels_key: str, name: str = "the reference") -> tuple[np.ndarray, list[str]]:
+def reference_codes(
+    adata: AnnData, labels_key: str, name: str = "the reference"
+) -> tuple[np.ndarray, list[str]]:
     """Class codes (``-1`` for a missing label) and sorted class names of ``adata.obs[labels_key]``."""
     labels = check_obs_key(adata, labels_key, name)
     if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
@@ -138,7 +140,9 @@ def log_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str
     return to_log_scale(X, scale, name), scale
 
 
-def reference_arrays(adata: AnnData, *, labels_key: str, layer: str | None) -> tuple[Any, np.ndarray, list[str]]:
+def reference_arrays(
+    adata: AnnData, *, labels_key: str, layer: str | None
+) -> tuple[Any, np.ndarray, list[str]]:
     """Log-normalised values, class codes and classes of a labelled reference AnnData."""
     from ._validation import check_nonempty
 

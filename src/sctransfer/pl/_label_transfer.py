@@ -14,7 +14,7 @@ from matplotlib.colors import to_hex
 from matplotlib.patches import Rectangle
 
 from .._utils._docs import inject_docs
-from .._utils._keys import JOINT_EMBEDDING_KEY, REJECTION_LABELS, CaSTLeKeys, LabelTransferKeys
+from .._utils._keys import REJECTION_LABELS, LabelTransferKeys
 from ..metrics import confusion_matrix
 
 if TYPE_CHECKING:
@@ -278,15 +278,14 @@ def sankey(
 # --------------------------------------------------------------------------------------------------
 # joint embedding
 # --------------------------------------------------------------------------------------------------
-def _joint_basis(adata_rna: AnnData, adata_atac: AnnData, basis: str) -> str:
-    candidates = [basis] + ([JOINT_EMBEDDING_KEY] if basis == "X_scjoint" else [])
-    for key in candidates:
-        if key in adata_rna.obsm and key in adata_atac.obsm:
-            return key
+def _joint_basis(adata_rna: AnnData, adata_atac: AnnData, basis: str | None, atac_key: str) -> str:
+    key = LabelTransferKeys(atac_key).embedding if basis is None else basis
+    if key in adata_rna.obsm and key in adata_atac.obsm:
+        return key
     raise KeyError(
-        f"no joint embedding {' or '.join(map(repr, candidates))} in the .obsm of both objects "
-        f"(RNA: {list(adata_rna.obsm)}, ATAC: {list(adata_atac.obsm)}); run sct.tl.label_transfer first "
-        "or pass basis=."
+        f"no joint embedding {key!r} in the .obsm of both objects (RNA: {list(adata_rna.obsm)}, ATAC: "
+        f"{list(adata_atac.obsm)}); run sct.tl.label_transfer first (with a method that writes an "
+        "embedding: ensemble, knn or scjoint), or pass basis=."
     )
 
 
@@ -317,7 +316,7 @@ def joint_embedding(
     adata_rna: AnnData,
     adata_atac: AnnData,
     *,
-    basis: str = "X_scjoint",
+    basis: str | None = None,
     color: str | Sequence[str] = ("modality", "label"),
     rna_key: str | None = None,
     atac_key: str = "sct_label",
@@ -337,8 +336,8 @@ def joint_embedding(
     adata_rna, adata_atac
         The reference (RNA) and the query (ATAC), both with the joint embedding in ``.obsm``.
     basis
-        ``.obsm`` key of the joint embedding. With the default ``"X_scjoint"``, ``"X_sct_joint"`` (from
-        ``method="knn"``) is used when ``"X_scjoint"`` is absent.
+        ``.obsm`` key of the joint embedding; ``None`` takes the one :func:`sctransfer.tl.label_transfer`
+        wrote with ``key_added=atac_key``, ``f"X_{{atac_key}}"`` (``"X_sct_label"`` by default).
     color
         Panels to draw: ``"modality"`` (RNA or ATAC), ``"label"`` (``adata_rna.obs[rna_key]`` together with
         ``adata_atac.obs[atac_key]``), or any ``.obs`` column of either object (cells of the object without
@@ -347,7 +346,8 @@ def joint_embedding(
         ``.obs`` column of the RNA labels; ``None`` takes the ``labels_key`` recorded in
         ``adata_atac.uns[atac_key]["params"]``.
     atac_key
-        ``.obs`` column of the ATAC's predicted labels.
+        The ``key_added`` of the label transfer: ``.obs`` column of the ATAC's predicted labels, and the
+        name of the embedding when ``basis=None``.
     n_neighbors
         Number of neighbours of the UMAP graph.
     size
@@ -365,7 +365,7 @@ def joint_embedding(
     keys = [color] if isinstance(color, str) else list(color)
     if not keys:
         raise ValueError("color is empty; pass at least one key.")
-    key = _joint_basis(adata_rna, adata_atac, basis)
+    key = _joint_basis(adata_rna, adata_atac, basis, atac_key)
     emb_rna = np.asarray(adata_rna.obsm[key], dtype=np.float32)
     emb_atac = np.asarray(adata_atac.obsm[key], dtype=np.float32)
     if emb_rna.shape[1] != emb_atac.shape[1]:
@@ -380,14 +380,14 @@ def joint_embedding(
             columns[k] = pd.Series(["RNA"] * n_rna + ["ATAC"] * n_atac)
         elif k == "label":
             if rna_key is None:
-                params = adata_atac.uns.get(atac_key, {}).get("params", {})
+                params = adata_atac.uns.get(LabelTransferKeys(atac_key).uns, {}).get("params", {})
                 rna_key = params.get("labels_key")
                 if rna_key is None:
                     raise KeyError(
                         f"no labels_key recorded in adata_atac.uns[{atac_key!r}]['params']; pass rna_key=."
                     )
             rna_vals = _obs_column(adata_rna, rna_key, "rna_key").astype(object)
-            atac_vals = _obs_column(adata_atac, atac_key, "atac_key").astype(object)
+            atac_vals = _obs_column(adata_atac, LabelTransferKeys(atac_key).label, "atac_key").astype(object)
             columns[k] = pd.concat([rna_vals, atac_vals], ignore_index=True)
         else:
             if k not in adata_rna.obs.columns and k not in adata_atac.obs.columns:
@@ -424,6 +424,18 @@ def joint_embedding(
 # --------------------------------------------------------------------------------------------------
 # confidence
 # --------------------------------------------------------------------------------------------------
+def _recorded_threshold(uns: Any) -> float | None:
+    """The confidence below which a run labelled cells ``"unknown"``, from its ``.uns`` entry."""
+    if not isinstance(uns, dict):
+        return None
+    params = uns.get("params", {})
+    recorded = [params.get("unknown_threshold")]
+    if params.get("method") == "castle":  # CaSTLe's own rule: rejected when every probability <= threshold
+        recorded.append(uns.get("settings", {}).get("threshold"))
+    numbers = [float(v) for v in recorded if isinstance(v, int | float) and not isinstance(v, bool)]
+    return max(numbers) if numbers else None
+
+
 @inject_docs()
 def confidence(
     adata: AnnData,
@@ -439,15 +451,14 @@ def confidence(
     Parameters
     ----------
     adata
-        The query after :func:`sctransfer.tl.label_transfer` (``.obs[key]`` and
-        ``.obs[f"{{key}}_confidence"]``) or :func:`sctransfer.tl.castle` (``.obs[f"{{key}}_label"]`` and
-        ``.obs[f"{{key}}_confidence"]``).
+        The query after :func:`sctransfer.tl.label_transfer` or :func:`sctransfer.tl.castle`
+        (``.obs[key]`` and ``.obs[f"{{key}}_confidence"]``).
     key
-        The ``key_added`` of the label transfer (``"castle"`` for CaSTLe's default).
+        The ``key_added`` of the label transfer (``"castle"`` for :func:`~sctransfer.tl.castle`'s default).
     threshold
         Draw a dashed horizontal line at this confidence. ``None`` uses the threshold recorded in
-        ``adata.uns[key]["params"]`` (``unknown_threshold``, or CaSTLe's ``threshold``) when it is a number,
-        and draws no line otherwise.
+        ``adata.uns[key]``: ``params["unknown_threshold"]`` and, for ``method="castle"``, CaSTLe's own
+        rejection ``threshold`` (the larger when both are set); no line when neither is a number.
     {ax}
     {show}
     {save}
@@ -457,15 +468,10 @@ def confidence(
     The Axes, with one box per predicted label (rejection labels last) and the threshold line.
     """
     keys = LabelTransferKeys(key)
-    if keys.label not in adata.obs and CaSTLeKeys(key).label in adata.obs:
-        keys = CaSTLeKeys(key)
     labels = _obs_column(adata, keys.label, "key")
     conf = pd.to_numeric(_obs_column(adata, keys.confidence, "confidence column"), errors="coerce")
     if threshold is None:
-        params = adata.uns.get(keys.uns, {}).get("params", {})
-        recorded: Any = params.get("unknown_threshold", params.get("threshold"))
-        if isinstance(recorded, int | float) and not isinstance(recorded, bool):
-            threshold = float(recorded)
+        threshold = _recorded_threshold(adata.uns.get(keys.uns, {}))
     cats = _ordered_categories(labels)
     if not cats:
         raise ValueError(f".obs[{key!r}] holds no label.")

@@ -119,7 +119,9 @@ def _run_knn(
     _no_faithful(inputs, "knn")
     check_int(n_comps, "n_comps")
     check_choice(metric, "metric", ("cosine", "euclidean"))
-    pca = joint_pca([inputs.reference_log, inputs.query_log], n_comps=n_comps, random_state=inputs.random_state)
+    pca = joint_pca(
+        [inputs.reference_log, inputs.query_log], n_comps=n_comps, random_state=inputs.random_state
+    )
     emb_ref, emb_query = pca.embeddings
     labelled = inputs.codes >= 0
     nbrs = knn(emb_query, emb_ref[labelled], k=inputs.n_neighbors, metric=metric, backend=backend)

@@ -244,7 +244,8 @@ CASTLE_DOCS: dict[str, str] = {
         ``hist`` trees). Options left at ``None`` below take the preset's value.""",
     "castle_threshold": """threshold
         Rejection threshold. ``one_vs_rest``: a cell whose probabilities are all ``<= threshold`` is
-        labelled ``"Not Classified"`` (default ``0.5``, the reference evaluation's rule; ``0`` never
+        rejected (``"Not Classified"`` from the model's ``predict``, ``"unknown"`` from
+        :func:`~sctransfer.tl.castle`; default ``0.5``, the reference evaluation's rule; ``0`` never
         rejects). ``multiclass``: a cell whose largest class probability is ``<= threshold`` is rejected
         (default ``None``: never, as in the reference).""",
     "castle_n_features": """n_features

@@ -151,7 +151,9 @@ class EnsembleTransfer:
         self.classes_: list[str] | None = None
 
     def __repr__(self) -> str:
-        state = f"{len(self.classes_)} classes, {len(self.features_)} features" if self.is_fitted else "unfitted"
+        state = (
+            f"{len(self.classes_)} classes, {len(self.features_)} features" if self.is_fitted else "unfitted"
+        )
         return f"EnsembleTransfer({state})"
 
     @property
@@ -160,7 +162,9 @@ class EnsembleTransfer:
         return self.features_ is not None
 
     # ---- array level -------------------------------------------------------------------------------
-    def fit_arrays(self, X: Any, codes: np.ndarray, classes: list[str], features: list[str]) -> EnsembleTransfer:
+    def fit_arrays(
+        self, X: Any, codes: np.ndarray, classes: list[str], features: list[str]
+    ) -> EnsembleTransfer:
         """Fit on log-normalised reference values ``X`` (cells x ``features``) and class ``codes``.
 
         ``codes`` index ``classes``; negative codes mark unlabelled cells, which are left out.
@@ -301,7 +305,9 @@ class EnsembleTransfer:
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
-            raise ValueError("the EnsembleTransfer model is not fitted; call .fit(reference, labels_key=...) first.")
+            raise ValueError(
+                "the EnsembleTransfer model is not fitted; call .fit(reference, labels_key=...) first."
+            )
 
     # ---- persistence ---------------------------------------------------------------------------------
     def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
