@@ -75,15 +75,6 @@ def test_default_is_the_ensemble_and_rejects_nothing_on_clean_data(pair):
     assert sct.metrics.accuracy(truth, atac.obs["sct_label"]) > 0.8
 
 
-def test_castle_wrapper_is_the_same_as_the_method(pair):
-    rna, atac = pair
-    a = sct.tl.castle(rna, atac, labels_key="cell_type", n_features=20, copy=True)
-    b = sct.tl.label_transfer(
-        rna, atac, labels_key="cell_type", method="castle", key_added="castle", n_features=20, copy=True
-    )
-    np.testing.assert_array_equal(a.obsm["castle_proba"], b.obsm["castle_proba"])
-
-
 def test_counts_and_lognormalised_input_give_the_same_ensemble(pair):
     import scanpy as sc
 
