@@ -60,3 +60,39 @@ def test_smoothing_pulls_a_cell_towards_its_neighbours():
     out = smooth_on_graph(values, indices, alpha=0.5, n_steps=3)
     assert out[0, 1] == pytest.approx(0.5)
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
+
+
+def test_a_type_missing_from_the_reference_gets_a_lower_confidence():
+    from sklearn.metrics import roc_auc_score
+
+    rna, atac = sct.datasets.simulate_multiome(n_cells=600, n_genes=200, n_types=4, random_state=3)
+    absent = rna.obs["cell_type"].astype(str).unique()[0]
+    reference = rna[(rna.obs["cell_type"].astype(str) != absent).to_numpy()].copy()
+    out = sct.models.EnsembleTransfer().fit(reference, labels_key="cell_type").predict_output(atac)
+    novel = (atac.obs["cell_type"].astype(str) == absent).to_numpy()
+    assert roc_auc_score(novel, -out.confidence) > 0.8
+    # the mapping score alone marks the missing type too: its cells have few mutual reference neighbours
+    assert roc_auc_score(novel, -out.mapping) > 0.9
+    plain = (
+        sct.models.EnsembleTransfer(mapping=False).fit(reference, labels_key="cell_type").predict_output(atac)
+    )
+    np.testing.assert_array_equal(plain.codes, out.codes)
+    assert (out.confidence <= plain.confidence + 1e-12).all()
+
+
+def test_query_rep_joins_the_smoothing_graph(pair):
+    rna, atac = pair
+    atac = atac.copy()
+    model = sct.models.EnsembleTransfer().fit(rna, labels_key="cell_type")
+    rng = np.random.default_rng(0)
+    atac.obsm["X_rand"] = rng.normal(size=(atac.n_obs, 5)).astype(np.float32)
+    plain = model.predict_output(atac)
+    joined = model.predict_output(atac, query_rep="X_rand")
+    assert plain.info["query_graph"] == "joint PCA"
+    assert joined.info["query_graph"] == "joint PCA and query_rep"
+    assert not np.array_equal(plain.proba, joined.proba)
+    with pytest.raises(KeyError, match=r"sct\.pp\.lsi"):
+        model.predict_output(atac, query_rep="X_missing")
+    atac.obsm["X_bad"] = np.full((atac.n_obs, 2), np.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict_output(atac, query_rep="X_bad")

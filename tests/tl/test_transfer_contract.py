@@ -175,3 +175,18 @@ def test_a_query_view_is_refused(pair):
         sct.tl.label_transfer(rna, atac[:50], labels_key="cell_type")
     out = sct.tl.label_transfer(rna, atac[:50], labels_key="cell_type", copy=True)
     assert out.n_obs == 50
+
+
+def test_query_rep_is_recorded_and_checked(pair):
+    rna, atac = pair
+    atac = atac.copy()
+    atac.obsm["X_own"] = np.random.default_rng(0).normal(size=(atac.n_obs, 4))
+    sct.tl.label_transfer(rna, atac, labels_key="cell_type", query_rep="X_own")
+    assert atac.uns["sct_label"]["params"]["query_rep"] == "X_own"
+    assert atac.uns["sct_label"]["query_graph"] == "joint PCA and query_rep"
+    before = snapshot(atac)
+    with pytest.raises(ValueError, match="method='ensemble' only"):
+        sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="knn", query_rep="X_own")
+    with pytest.raises(KeyError, match=r"not in the query's \.obsm"):
+        sct.tl.label_transfer(rna, atac, labels_key="cell_type", query_rep="X_lsi")
+    assert_unchanged(atac, before)

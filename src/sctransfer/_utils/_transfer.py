@@ -164,3 +164,23 @@ def query_arrays(adata: AnnData, features: list[str], *, layer: str | None) -> t
     present = np.zeros(len(features), dtype=bool)
     present[match.reference_index] = True
     return X, present
+
+
+def query_representation(adata: Any, key: str) -> np.ndarray:
+    """The query's ``.obsm[key]`` as a finite float32 array (cells x dimensions), checked."""
+    if key not in adata.obsm:
+        raise KeyError(
+            f"query_rep={key!r} is not in the query's .obsm (keys: {list(adata.obsm)}); compute it first, "
+            "for example sct.pp.lsi(atac_peaks) for the LSI of the ATAC peaks (.obsm['X_lsi'])."
+        )
+    rep = adata.obsm[key]
+    rep = rep.to_numpy() if hasattr(rep, "to_numpy") else rep
+    rep = rep.toarray() if hasattr(rep, "toarray") else np.asarray(rep)
+    if rep.ndim != 2 or rep.shape[0] != adata.n_obs or rep.shape[1] == 0 or rep.dtype.kind not in "biuf":
+        raise ValueError(
+            f"query_rep={key!r} must be a numeric cells x dimensions array with one row per query cell "
+            f"({adata.n_obs}), got shape {rep.shape} and dtype {rep.dtype}."
+        )
+    if not np.isfinite(rep).all():
+        raise ValueError(f"query_rep={key!r} contains NaN or infinite values; recompute it.")
+    return rep.astype(np.float32)

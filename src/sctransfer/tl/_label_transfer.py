@@ -17,7 +17,13 @@ from .._utils._anndata import check_key_name, write_transfer_result
 from .._utils._docs import inject_docs
 from .._utils._keys import LabelTransferKeys
 from .._utils._logging import logger
-from .._utils._transfer import check_unique_names, log_values, match_features, reference_codes
+from .._utils._transfer import (
+    check_unique_names,
+    log_values,
+    match_features,
+    query_representation,
+    reference_codes,
+)
 from .._utils._validation import check_choice, check_int, check_nonempty, get_matrix
 from ..kernels._knn import knn, knn_vote
 from ..kernels._pca import joint_pca
@@ -38,6 +44,7 @@ class TransferInputs:
     n_neighbors: int
     random_state: int
     faithful: bool
+    query_rep: np.ndarray | None = None  # the query's own representation for its graph (ensemble)
 
 
 @dataclass
@@ -77,7 +84,7 @@ def _run_ensemble(inputs: TransferInputs, **settings: Any) -> TransferResult:
     _no_faithful(inputs, "ensemble")
     model = EnsembleTransfer(random_state=inputs.random_state, n_neighbors=inputs.n_neighbors, **settings)
     model.fit_arrays(inputs.reference_log, inputs.codes, inputs.classes, inputs.features)
-    out = model.predict_arrays(inputs.query_log)
+    out = model.predict_arrays(inputs.query_log, query_rep=inputs.query_rep)
     return TransferResult(
         codes=out.codes,
         confidence=out.confidence,
@@ -94,17 +101,20 @@ def _run_ensemble(inputs: TransferInputs, **settings: Any) -> TransferResult:
 #: ``unknown_threshold="auto"`` of the ensemble: reject a cell whose confidence is below this fraction of
 #: the median confidence of the query cells given the same type. Relative, because the confidence level
 #: differs between tasks (median 0.5 RNA -> ATAC, 0.9 RNA -> RNA); measured in benchmarks/label_transfer.py
-ENSEMBLE_RELATIVE_THRESHOLD = 0.7
+ENSEMBLE_RELATIVE_THRESHOLD = 0.5
 
 
 def relative_rejection(codes: np.ndarray, confidence: np.ndarray, fraction: float) -> np.ndarray:
     """Cells whose confidence is below ``fraction`` times the median confidence of their predicted class."""
+    from ..models.ensemble._model import median_by_class
+
     codes = np.asarray(codes)
     confidence = np.asarray(confidence, dtype=np.float64)
+    labelled = codes >= 0
     rejected = np.zeros(len(codes), dtype=bool)
-    for code in np.unique(codes[codes >= 0]):
-        members = codes == code
-        rejected[members] = confidence[members] < fraction * np.median(confidence[members])
+    rejected[labelled] = confidence[labelled] < fraction * median_by_class(
+        codes[labelled], confidence[labelled]
+    )
     return rejected
 
 
@@ -262,6 +272,7 @@ def label_transfer(
     n_neighbors: int = 30,
     unknown_threshold: float | Literal["auto"] | None = "auto",
     gene_case: Literal["auto", "exact", "ignore"] = "auto",
+    query_rep: str | None = None,
     faithful: bool = False,
     random_state: int = 0,
     copy: bool = False,
@@ -320,6 +331,11 @@ def label_transfer(
         How gene names are matched: ``"exact"``, ``"ignore"`` (case-insensitive, for example human
         ``CD3E`` with mouse ``Cd3e``), or ``"auto"`` (exact, unless case-insensitive matching finds at
         least 10 % more shared genes). The number matched and how go to ``.uns[key_added]``.
+    query_rep
+        ``method="ensemble"`` only: an ``.obsm`` key of the query with its own representation, which
+        joins the query's part of the joint PCA in the graph the labels are smoothed over. For an ATAC
+        query, the LSI of its peaks (:func:`sctransfer.pp.lsi`, ``"X_lsi"``); with a MuData, copy it into
+        the query modality first (``mdata["atac"].obsm["X_lsi"] = mdata["peaks"].obsm["X_lsi"]``).
     faithful
         ``method="scjoint"`` only: reproduce the original implementation instead of the fixed default.
     {random_state}
@@ -327,7 +343,8 @@ def label_transfer(
     **method_kwargs
         Options of the method. ``ensemble``: any field of
         :class:`~sctransfer.models.ensemble.EnsembleSettings` (``n_comps``, ``n_cca``, ``prior_power``,
-        ``C``, ``max_features``, ``smooth_neighbors``, ``smooth_alpha``, ``smooth_steps``). ``knn``:
+        ``C``, ``max_features``, ``smooth_neighbors``, ``smooth_alpha``, ``smooth_steps``, ``sharpen``,
+        ``mapping``). ``knn``:
         ``n_comps`` (50), ``metric`` (``"cosine"``) and ``backend`` (``"exact"``, or
         ``"pynndescent"`` for very large references). ``scjoint``: ``max_epochs``, ``max_epochs_stage3``,
         ``batch_size``, ``accelerator``, ``devices``, ``trainer_kwargs`` and any field of
@@ -343,8 +360,10 @@ def label_transfer(
         rejected).
     ``query.obs[f"{{key_added}}_confidence"]``
         How sure the method is of the label, in [0, 1]. ``ensemble``: the largest class probability,
-        smoothed over the query's kNN graph; ``knn``: the winning vote share; ``castle``: the winning
-        class's probability; ``scjoint``: its vote share (the original's score with ``faithful=True``).
+        smoothed over the query's kNN graph, lowered for cells with fewer mutual reference neighbours than
+        is typical of their type (see :class:`~sctransfer.models.EnsembleTransfer`); ``knn``: the winning
+        vote share; ``castle``: the winning class's probability; ``scjoint``: its vote share (the original's
+        score with ``faithful=True``).
     ``query.obsm[f"{{key_added}}_proba"]``
         Probability of every class (one column per class in the order of
         ``query.uns[key_added]["classes"]``).
@@ -379,6 +398,7 @@ def label_transfer(
         "n_neighbors": n_neighbors,
         "unknown_threshold": unknown_threshold,
         "gene_case": gene_case,
+        "query_rep": query_rep,
         "faithful": faithful,
         "random_state": random_state,
         "method_kwargs": method_kwargs,
@@ -440,6 +460,7 @@ def _transfer(
     n_neighbors: int,
     unknown_threshold: float | str | None,
     gene_case: str,
+    query_rep: str | None,
     faithful: bool,
     random_state: int,
     method_kwargs: dict[str, Any],
@@ -459,6 +480,9 @@ def _transfer(
     check_unique_names(query, "the query")
     codes, classes = reference_codes(reference, labels_key)
     n_neighbors = check_int(n_neighbors, "n_neighbors")
+    if query_rep is not None and method != "ensemble":
+        raise ValueError(f"query_rep is used by method='ensemble' only; drop it for method={method!r}.")
+    rep = None if query_rep is None else query_representation(query, query_rep)
     _check_not_peaks(reference, query)
     match = match_features(
         reference.var_names, query.var_names, gene_case=gene_case, what=("the reference", "the query")
@@ -496,6 +520,7 @@ def _transfer(
         n_neighbors=n_neighbors,
         random_state=random_state,
         faithful=faithful,
+        query_rep=rep,
     )
     try:
         result = METHODS[method](inputs, **method_kwargs)
@@ -522,6 +547,7 @@ def _transfer(
         "n_neighbors": n_neighbors,
         "unknown_threshold": threshold,
         "gene_case": gene_case,
+        "query_rep": query_rep,
         "faithful": faithful,
         "random_state": random_state,
         **extra_params,

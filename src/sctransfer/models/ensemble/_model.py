@@ -18,6 +18,9 @@ _MODEL_FILE = "ensemble.json"
 _REFERENCE_FILE = "reference.npz"
 #: z-scores are clipped to this magnitude before the linear classifier (as scanpy's ``max_value``)
 _CLIP = 10.0
+#: label spreading of the mapping score: 10 steps keeping 0.1 of the start reach far into a cell's population
+_MAPPING_ALPHA = 0.1
+_MAPPING_STEPS = 10
 
 
 @dataclass
@@ -33,6 +36,8 @@ class EnsembleSettings:
     smooth_neighbors: int = 15
     smooth_alpha: float = 0.5
     smooth_steps: int = 3
+    sharpen: float = 2.0
+    mapping: bool = True
     random_state: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,6 +55,7 @@ class EnsembleOutput:
     embedding_reference: np.ndarray
     embedding_query: np.ndarray
     components: dict[str, np.ndarray]
+    mapping: np.ndarray
     info: dict[str, Any]
 
 
@@ -74,6 +80,33 @@ def _prior_corrected(votes: np.ndarray, prior: np.ndarray, power: float) -> np.n
     return np.divide(scaled, total, out=np.full_like(scaled, 1.0 / scaled.shape[1]), where=total > 0)
 
 
+def mutual_neighbour_fraction(query_to_reference: np.ndarray, reference_to_query: np.ndarray) -> np.ndarray:
+    """For every query cell, the fraction of its reference neighbours that have it among their own.
+
+    Parameters
+    ----------
+    query_to_reference
+        ``(n_query, k)`` indices of each query cell's nearest reference cells.
+    reference_to_query
+        ``(n_reference, k_r)`` indices of each reference cell's nearest query cells.
+    """
+    n_query, k = query_to_reference.shape
+    own = np.arange(n_query)[:, None]
+    mutual = np.zeros(n_query, dtype=np.float64)
+    for j in range(k):
+        mutual += (reference_to_query[query_to_reference[:, j]] == own).any(axis=1)
+    return mutual / k
+
+
+def median_by_class(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For every cell, the median of ``values`` over the cells with the same code."""
+    out = np.empty(len(codes), dtype=np.float64)
+    for code in np.unique(codes):
+        members = codes == code
+        out[members] = np.median(values[members])
+    return out
+
+
 def smooth_on_graph(values: np.ndarray, indices: np.ndarray, *, alpha: float, n_steps: int) -> np.ndarray:
     """Label spreading on a kNN graph: ``F <- alpha * F0 + (1 - alpha) * mean over neighbours of F``.
 
@@ -95,6 +128,22 @@ def smooth_on_graph(values: np.ndarray, indices: np.ndarray, *, alpha: float, n_
     return out
 
 
+def _graph_space(embedding: np.ndarray, rep: np.ndarray) -> np.ndarray:
+    """Both representations side by side, each centred, standardised and scaled to unit row norms."""
+    if rep.shape[0] != embedding.shape[0]:
+        raise ValueError(
+            f"query_rep has {rep.shape[0]} rows but the query has {embedding.shape[0]} cells; pass one row "
+            "per query cell."
+        )
+    parts = []
+    for part in (np.asarray(embedding, dtype=np.float32), np.asarray(rep, dtype=np.float32)):
+        std = part.std(axis=0)
+        part = (part - part.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        norm = np.linalg.norm(part, axis=1, keepdims=True)
+        parts.append(part / np.where(norm > 0, norm, 1.0))
+    return np.hstack(parts)
+
+
 class EnsembleTransfer:
     """A labelled reference that transfers its labels to new query datasets.
 
@@ -108,9 +157,16 @@ class EnsembleTransfer:
        (Seurat v3's anchor space), and a class-balanced logistic regression on the standardised features;
        the two kNN votes are divided by the reference class frequencies to the power ``prior_power``, so
        that rare types are not drowned by abundant neighbours, and the three are averaged;
-    3. the averaged probabilities are smoothed over the query's own kNN graph (label spreading), so that
-       each cell agrees with its neighbours in the query;
-    4. the confidence is the smoothed largest probability, smoothed once more on the same graph.
+    3. the average is sharpened (raised to the power ``sharpen`` and renormalised: an average of experts is
+       less confident than it is accurate) and smoothed over the query's own kNN graph (label spreading),
+       so that each cell agrees with its neighbours in the query;
+    4. the confidence is the smoothed largest probability, smoothed once more on the same graph, times a
+       mapping factor (with ``mapping=True``): the fraction of a query cell's reference neighbours in the
+       joint PCA that have it among their own nearest query cells (mutual neighbours, as Seurat's anchors),
+       averaged over the query graph, relative to the median of the cells given the same type, at most 1.
+       Query cells of a type that the reference lacks find neighbours in the reference, but those
+       neighbours have closer partners among the query cells of their own type, so such cells have few
+       mutual neighbours and a low confidence.
 
     Parameters
     ----------
@@ -132,6 +188,10 @@ class EnsembleTransfer:
         Weight a cell keeps of its own probabilities at every smoothing step.
     smooth_steps
         Smoothing steps.
+    sharpen
+        Power applied to the averaged expert probabilities before smoothing (1: none).
+    mapping
+        Scale the confidence by the mapping factor (see step 4).
     random_state
         Seed of the randomised SVDs.
 
@@ -218,8 +278,12 @@ class EnsembleTransfer:
         expo = np.exp(logits)
         return expo / expo.sum(axis=1, keepdims=True)
 
-    def predict_arrays(self, X: Any) -> EnsembleOutput:
-        """Label log-normalised query values ``X`` (cells x :attr:`features_`, in that order)."""
+    def predict_arrays(self, X: Any, *, query_rep: np.ndarray | None = None) -> EnsembleOutput:
+        """Label log-normalised query values ``X`` (cells x :attr:`features_`, in that order).
+
+        ``query_rep`` (cells x dimensions), for example the LSI of the query's ATAC peaks, joins the
+        query's part of the joint PCA in the graph over which the labels are smoothed.
+        """
         from ...kernels._knn import knn, knn_vote
         from ...kernels._pca import joint_cca, joint_pca
 
@@ -234,6 +298,7 @@ class EnsembleTransfer:
         emb_ref, emb_query = (e.astype(np.float32) for e in pca.embeddings)
         nbrs = knn(emb_query, emb_ref, k=k, metric="cosine")
         votes_pca = knn_vote(nbrs.indices, ref_codes, n_classes)[2]
+        query_to_reference = nbrs.indices
 
         cca = joint_cca(self.reference_, X, n_comps=s.n_cca, n_iter=3, random_state=s.random_state)
         nbrs = knn(cca.embeddings[1].astype(np.float32), cca.embeddings[0].astype(np.float32), k=k)
@@ -247,18 +312,35 @@ class EnsembleTransfer:
             "linear": proba_linear,
         }
         proba = sum(components.values()) / len(components)
+        if s.sharpen != 1.0:
+            proba = np.power(proba, s.sharpen)
+            proba /= np.maximum(proba.sum(axis=1, keepdims=True), 1e-300)
         confidence = proba.max(axis=1)
+        graph = None
         if s.smooth_neighbors > 0 and X.shape[0] > 1:
-            # the query's own graph, in its part of the joint PCA (standardised on the query alone)
-            graph = knn(emb_query, emb_query, k=min(s.smooth_neighbors, X.shape[0]))
-            proba = smooth_on_graph(proba, graph.indices, alpha=s.smooth_alpha, n_steps=s.smooth_steps)
+            # the query's own graph, in its part of the joint PCA (standardised on the query alone), and
+            # in the query's own representation when one is given (each part on the unit sphere)
+            space = emb_query if query_rep is None else _graph_space(emb_query, query_rep)
+            graph = knn(space, space, k=min(s.smooth_neighbors, X.shape[0])).indices
+            proba = smooth_on_graph(proba, graph, alpha=s.smooth_alpha, n_steps=s.smooth_steps)
             confidence = smooth_on_graph(
-                proba.max(axis=1), graph.indices, alpha=s.smooth_alpha, n_steps=s.smooth_steps
+                proba.max(axis=1), graph, alpha=s.smooth_alpha, n_steps=s.smooth_steps
             )
         codes = proba.argmax(axis=1).astype(np.int64)
+        reference_to_query = knn(emb_ref, emb_query, k=min(k, X.shape[0]), metric="cosine").indices
+        mapping = mutual_neighbour_fraction(query_to_reference, reference_to_query)
+        if graph is not None:
+            # averaged over much of each cell's neighbourhood: a property of a population, not of a cell
+            mapping = smooth_on_graph(mapping, graph, alpha=_MAPPING_ALPHA, n_steps=_MAPPING_STEPS)
+        if s.mapping:
+            typical = median_by_class(codes, mapping)
+            factor = np.divide(mapping, typical, out=np.ones_like(mapping), where=typical > 0)
+            confidence = confidence * np.minimum(factor, 1.0)
         info = {
             "n_features_used": len(self.features_),
             "joint_pca_explained_variance": float(pca.explained_variance_ratio.sum()),
+            "median_mapping_score": float(np.median(mapping)),
+            "query_graph": "joint PCA" if query_rep is None else "joint PCA and query_rep",
         }
         logger.info("ensemble: %d query cells labelled on %d features", X.shape[0], len(self.features_))
         return EnsembleOutput(
@@ -268,6 +350,7 @@ class EnsembleTransfer:
             embedding_reference=emb_ref,
             embedding_query=emb_query,
             components=components,
+            mapping=mapping,
             info=info,
         )
 
@@ -279,11 +362,18 @@ class EnsembleTransfer:
         X, codes, classes = reference_arrays(adata, labels_key=labels_key, layer=layer)
         return self.fit_arrays(X, codes, classes, list(map(str, adata.var_names)))
 
-    def predict_output(self, adata: Any, *, layer: str | None = None) -> EnsembleOutput:
-        """Label a query AnnData; its features are matched to the model's by name (case-insensitive)."""
-        from ..._utils._transfer import query_arrays
+    def predict_output(
+        self, adata: Any, *, layer: str | None = None, query_rep: str | None = None
+    ) -> EnsembleOutput:
+        """Label a query AnnData; its features are matched to the model's by name (case-insensitive).
+
+        ``query_rep`` names an ``.obsm`` entry of the query (for example ``"X_lsi"`` from
+        :func:`sctransfer.pp.lsi`) that joins the graph the labels are smoothed over.
+        """
+        from ..._utils._transfer import query_arrays, query_representation
 
         self._check_fitted()
+        rep = None if query_rep is None else query_representation(adata, query_rep)
         X, present = query_arrays(adata, self.features_, layer=layer)
         if not present.all():
             logger.info(
@@ -295,12 +385,12 @@ class EnsembleTransfer:
             sub.codes_, sub.classes_, sub.prior_ = self.codes_, self.classes_, self.prior_
             sub.features_ = [f for f, p in zip(self.features_, present, strict=True) if p]
             sub._fit_classifier()
-            return sub.predict_arrays(X)
-        return self.predict_arrays(X)
+            return sub.predict_arrays(X, query_rep=rep)
+        return self.predict_arrays(X, query_rep=rep)
 
-    def predict(self, adata: Any, *, layer: str | None = None) -> np.ndarray:
-        """Predicted label of every query cell (an array of class names)."""
-        out = self.predict_output(adata, layer=layer)
+    def predict(self, adata: Any, *, layer: str | None = None, query_rep: str | None = None) -> np.ndarray:
+        """Predicted label of every query cell (an array of class names); see :meth:`predict_output`."""
+        out = self.predict_output(adata, layer=layer, query_rep=query_rep)
         return np.asarray(self.classes_, dtype=object)[out.codes]
 
     def _check_fitted(self) -> None:
