@@ -621,6 +621,13 @@ def _add_label_transfer(p: argparse.ArgumentParser) -> None:
         help="gene name matching: exact, ignore (case-insensitive, e.g. across species), or auto (exact "
         "unless ignoring case shares 10%% more genes; default: %(default)s)",
     )
+    o.add_argument(
+        "--query-rep",
+        default=None,
+        metavar="OBSM_KEY",
+        help="ensemble: .obsm key of the query's own representation (e.g. X_lsi, the LSI of its peaks) that "
+        "joins the graph the labels are smoothed over",
+    )
     o.add_argument("--faithful", action="store_true", help="scjoint: reproduce the original implementation")
     o.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
     e = p.add_argument_group("method options (ensemble, knn)")
@@ -690,6 +697,7 @@ def _run_label_transfer(run: Run) -> None:
         "n_neighbors": args.n_neighbors,
         "unknown_threshold": args.unknown_threshold,
         "gene_case": args.gene_case,
+        "query_rep": args.query_rep,
         "faithful": args.faithful,
         "random_state": args.random_state,
     }

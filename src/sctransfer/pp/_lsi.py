@@ -63,9 +63,8 @@ def lsi(
 
     Examples
     --------
-    >>> import numpy as np, scipy.sparse as sp, anndata as ad
+    >>> import scipy.sparse as sp, anndata as ad
     >>> import sctransfer as sct
-    >>> rng = np.random.default_rng(0)
     >>> peaks = ad.AnnData(sp.random(200, 500, density=0.1, format="csr", random_state=0))
     >>> sct.pp.lsi(peaks, n_comps=10)
     >>> peaks.obsm["X_lsi"].shape
