@@ -13,8 +13,8 @@ Environment (what Galaxy sets): ``GALAXY_SLOTS`` sets the threads of numba, torc
 libraries. When ``NUMBA_CACHE_DIR`` or ``MPLCONFIGDIR`` is unset and the default location is not
 writable, a writable cache directory is used instead.
 
-The verbs ``bermuda`` and ``trvae`` appear only when the installed package provides
-``sctransfer.tl.bermuda`` and ``sctransfer.tl.trvae``.
+``sctransfer --help`` and ``--version`` import none of the verbs, so they answer at once; each verb
+loads what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -177,23 +177,29 @@ def configure_environment() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _apply_threads(threads: int | None) -> Iterator[None]:
-    """Limit the torch, numba and BLAS thread pools to ``threads`` for the run (no-op for ``None``)."""
+    """Limit the torch, numba and BLAS thread pools to ``threads`` for the run (no-op for ``None``).
+
+    torch is limited here only when something has imported it already; otherwise it reads the
+    ``OMP_NUM_THREADS`` that :func:`configure_environment` set when it loads.
+    """
     if threads is None:
         yield
         return
     import numba
-    import torch
     from threadpoolctl import threadpool_limits
 
-    previous_torch = torch.get_num_threads()
+    torch = sys.modules.get("torch")
+    previous_torch = torch.get_num_threads() if torch is not None else None
     previous_numba = numba.get_num_threads()
-    torch.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         with threadpool_limits(limits=threads):
             yield
     finally:
-        torch.set_num_threads(previous_torch)
+        if torch is not None and previous_torch is not None:
+            torch.set_num_threads(previous_torch)
         numba.set_num_threads(previous_numba)
 
 
@@ -223,24 +229,15 @@ def _stderr_is_tty() -> bool:
 
 
 @contextlib.contextmanager
-def _console(verbosity: int) -> Iterator[None]:
-    """Route the package's log records and warnings to stderr for the length of one run.
+def _console(verbosity: int, *, progress_bar: bool) -> Iterator[None]:
+    """Set ``sct.settings`` for the length of one run and route warnings to stderr.
 
-    Verbosity 0 shows warnings; 1 (``-v``) adds the package's progress log; 2 (``-vv``) adds debug records
-    and the warnings of other libraries. Warnings of other libraries are hidden below 2.
+    Verbosity 0 shows warnings; 1 (``-v``) adds the package's progress log; 2 (``-vv``) adds debug records,
+    the training libraries' messages and the warnings of other libraries (hidden below 2). The package
+    logger prints its records to stderr itself (as ``sctransfer: message``).
     """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    previous_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    quiet = {}
-    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "scvi"):
-        other = logging.getLogger(name)
-        quiet[name] = other.level
-        if verbosity < 2:
-            other.setLevel(logging.WARNING)
+    from ._utils._settings import settings
+
     package_dir = str(Path(__file__).resolve().parent)
 
     def show(message, category, filename, lineno, file=None, line=None):
@@ -248,16 +245,11 @@ def _console(verbosity: int) -> Iterator[None]:
         if own or verbosity >= 2:
             print(f"{PROG}: warning: {_one_line(str(message))}", file=sys.stderr)
 
-    with warnings.catch_warnings():
+    level = 1 if verbosity <= 0 else 2 if verbosity == 1 else 4
+    with settings.override(verbosity=level, progress_bar=progress_bar), warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = show
-        try:
-            yield
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(previous_level)
-            for name, value in quiet.items():
-                logging.getLogger(name).setLevel(value)
+        yield
 
 
 # -------------------------------------------------------------------------------------------- files
@@ -489,7 +481,6 @@ class Run:
 
     args: argparse.Namespace
     progress: _Progress
-    show_progress_bar: bool
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -702,10 +693,6 @@ def _run_label_transfer(run: Run) -> None:
         "random_state": args.random_state,
     }
     run.params = {**params, **method_kwargs}
-    if args.method == "scjoint":
-        trainer = dict(method_kwargs.get("trainer_kwargs") or {})
-        trainer.setdefault("enable_progress_bar", run.show_progress_bar)
-        method_kwargs["trainer_kwargs"] = trainer
 
     from . import tl
     from ._utils._keys import LabelTransferKeys
@@ -1095,7 +1082,6 @@ def _run_bermuda(run: Run) -> None:
         if key in params:
             raise UsageError(f"--kwarg {key}=... repeats the option --{key.replace('_', '-')}")
     run.params = {**params, **train_kwargs}
-    train_kwargs.setdefault("enable_progress_bar", run.show_progress_bar)
     from . import tl
 
     adata = run.read("--input", args.input)
@@ -1200,7 +1186,7 @@ def _add_trvae(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument("--max-epochs", type=int, default=None, help="training epochs (default: the preset's)")
     o.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: the preset's)")
-    o.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: %(default)s)")
+    o.add_argument("--accelerator", default=None, help="Lightning accelerator (default: auto)")
     o.add_argument("--key-added", default="X_trvae", help=".obsm key of the latent representation")
     o.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
     o.add_argument(
@@ -1314,7 +1300,7 @@ def _run_trvae_train(run: Run) -> None:
     adata = run.read("--input", args.input)
     _check_obs_column(adata, args.condition_key, "--condition-key", "the input (--input)")
     with run.progress.step("trVAE training"):
-        model = tl.trvae(adata, **params, enable_progress_bar=run.show_progress_bar, **config)
+        model = tl.trvae(adata, **params, **config)
     uns = adata.uns[embedding_uns_key(args.key_added)]
     run.recorded_params = dict(uns.get("params", {}))
     run.metrics = {
@@ -1398,13 +1384,12 @@ def _run_trvae(run: Run) -> None:
 # ------------------------------------------------------------------------------------------ registry
 @dataclass(frozen=True)
 class Verb:
-    """A subcommand: its name, help, arguments, runner and the function it needs in the package."""
+    """A subcommand: its name, help, arguments and runner."""
 
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[Run], None]
-    requires: str
     #: the verb has actions (``trvae train|predict``) that carry the common options themselves
     nested: bool = False
 
@@ -1415,62 +1400,44 @@ VERBS: list[Verb] = [
         "transfer cell-type labels from a reference (RNA) to a query (ATAC gene activity): sct.tl.label_transfer",
         _add_label_transfer,
         _run_label_transfer,
-        "tl.label_transfer",
     ),
     Verb(
         "gene-activity",
         "sum peak accessibility over gene regions (peaks -> genes): sct.pp.gene_activity",
         _add_gene_activity,
         _run_gene_activity,
-        "pp.gene_activity",
     ),
     Verb(
         "castle",
         "classify target cells with CaSTLe trained on a labelled source: sct.tl.castle",
         _add_castle,
         _run_castle,
-        "tl.castle",
     ),
     Verb(
         "bermuda",
         "align batches with BERMUDA and store the aligned embedding: sct.tl.bermuda",
         _add_bermuda,
         _run_bermuda,
-        "tl.bermuda",
     ),
     Verb(
         "metaneighbor",
         "score cluster similarity across batches with MetaNeighbor: sct.tl.metaneighbor",
         _add_metaneighbor,
         _run_metaneighbor,
-        "tl.metaneighbor",
     ),
     Verb(
         "trvae",
         "train trVAE across conditions (train), or predict cells under another condition (predict): sct.tl.trvae",
         _add_trvae,
         _run_trvae,
-        "tl.trvae",
         nested=True,
     ),
 ]
 
 
-def _has(dotted: str) -> bool:
-    """Whether the package provides ``sctransfer.<dotted>`` (imports the package)."""
-    import sctransfer
-
-    obj: Any = sctransfer
-    for part in dotted.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return False
-    return callable(obj)
-
-
 def available_verbs() -> list[Verb]:
-    """The subcommands whose Python function exists in the installed package."""
-    return [verb for verb in VERBS if _has(verb.requires)]
+    """The subcommands (building them imports no part of the package beyond this module)."""
+    return list(VERBS)
 
 
 def build_parser(verbs: Sequence[Verb] | None = None) -> argparse.ArgumentParser:
@@ -1548,9 +1515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tty = _stderr_is_tty()
         if not tty:
             os.environ.setdefault("TQDM_DISABLE", "1")
-        run = Run(args=args, progress=_Progress(tty), show_progress_bar=tty)
+        run = Run(args=args, progress=_Progress(tty))
         start = time.perf_counter()
-        with _console(args.verbose), _apply_threads(environment["threads"]):
+        with _console(args.verbose, progress_bar=tty), _apply_threads(environment["threads"]):
             verb.run(run)
             if args.summary_json is not None:
                 _write_json(summary_path, _summary(run, verb, argv, time.perf_counter() - start, environment))

@@ -15,11 +15,12 @@ scalar insert path for chunks with a hit. After the last reference block the ``k
 are recomputed exactly from the inputs (accumulated in float64, so identical reference rows get
 identical distances) and each row is sorted by (distance, index).
 
-Parallelism: ``numba.get_num_threads()`` Python worker threads pull query blocks from a queue; each
-runs single-threaded BLAS and the ``nogil`` numba kernels, so a tile is produced and consumed on the
-same core while it is still in that core's cache. (A multi-threaded BLAS call followed by a numba
-``prange`` pass over a shared tile measured about 3x slower on 2 cores: OpenBLAS's spinning threads
-and numba's threads compete for the cores, and the tile has to travel between them.)
+Parallelism: ``sct.settings.n_jobs`` (at most ``numba.get_num_threads()``) Python worker threads pull
+query blocks from a queue; each runs single-threaded BLAS and the ``nogil`` numba kernels, so a tile is
+produced and consumed on the same core while it is still in that core's cache. (A multi-threaded
+BLAS call followed by a numba ``prange`` pass over a shared tile measured about 3x slower on 2 cores:
+OpenBLAS's spinning threads and numba's threads compete for the cores, and the tile has to travel
+between them.)
 """
 
 from __future__ import annotations
@@ -270,7 +271,9 @@ def _normalize_rows(X: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _n_workers() -> int:
-    return max(1, int(numba.get_num_threads()))
+    from .._utils._settings import settings
+
+    return max(1, min(settings.threads(), int(numba.get_num_threads())))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from anndata import AnnData
 
-from .._utils._anndata import to_plain
+from .._utils._anndata import copy_of, to_plain
 from .._utils._docs import inject_docs
 from .._utils._keys import TRVAE_EMBEDDING_KEY, embedding_uns_key
 from .._utils._logging import logger
-from .._utils._validation import check_nonempty, check_obs_key, get_matrix
-from ..models.trvae import TRVAE
+from .._utils._validation import check_nonempty, check_obs_key, check_writable, get_matrix
+
+if TYPE_CHECKING:
+    from ..models.trvae import TRVAE
 
 
 @inject_docs()
@@ -25,11 +27,11 @@ def trvae(
     preset: str = "default",
     max_epochs: int | None = None,
     batch_size: int | None = None,
-    accelerator: str = "auto",
+    accelerator: str | None = None,
     key_added: str = TRVAE_EMBEDDING_KEY,
     random_state: int = 0,
     copy: bool = False,
-    enable_progress_bar: bool = True,
+    enable_progress_bar: bool | None = None,
     **config: Any,
 ) -> TRVAE | tuple[AnnData, TRVAE]:
     """Train trVAE across the conditions of ``adata`` and store its latent representation.
@@ -54,7 +56,7 @@ def trvae(
     max_epochs, batch_size
         Override the preset's values.
     accelerator
-        Lightning accelerator (``"auto"`` uses a GPU when there is one).
+        Lightning accelerator; ``None`` uses ``sct.settings.device`` (``"auto"``: a GPU when there is one).
     key_added
         ``.obsm`` key of the latent representation; the parameters go to ``.uns`` under the same name
         without its ``"X_"`` prefix.
@@ -63,7 +65,7 @@ def trvae(
         If ``False`` (default) write into ``adata`` and return the model; if ``True`` leave ``adata``
         untouched and return the annotated copy with the model.
     enable_progress_bar
-        Show the training progress bar.
+        Show a progress bar over the epochs (on stderr); ``None`` follows ``sct.settings.progress_bar``.
     **config
         Other settings of :class:`~sctransfer.models.TRVAE` (fields of
         :class:`~sctransfer.models.trvae.TRVAEConfig`, for example ``mmd_on="z"``).
@@ -91,11 +93,14 @@ def trvae(
     >>> adata.obsm["X_trvae"].shape
     (120, 4)
     """
+    from ..models.trvae import TRVAE
+
     check_nonempty(adata, "adata")
+    check_writable(adata, "adata", copy=copy)
     check_obs_key(adata, condition_key, "adata", what="condition")
     X = get_matrix(adata, layer, "adata")
     if copy:
-        adata = adata.copy()
+        adata = copy_of(adata)
         X = get_matrix(adata, layer, "adata")
     # the model registers its own light AnnData (the same matrix, not a copy) so that scvi-tools' set-up
     # columns never land in the user's object

@@ -15,10 +15,9 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass
-from scvi.train import TrainRunner
 
 from ..._utils._logging import logger
-from ..._utils._torch import cpu_training_settings
+from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import check_int
 from ...kernels._metaneighbor import metaneighbor, select_cluster_pairs
 from ._data import SAMPLERS, ClusterBalancedDataModule, epoch_steps
@@ -228,7 +227,7 @@ class BERMUDA(BaseModelClass):
             CategoricalObsField(CLUSTER_CODE_KEY, cluster_key),
         ]
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
-        adata_manager.register_fields(adata, **kwargs)
+        register_fields(adata_manager, adata, **kwargs)
         cls.register_manager(adata_manager)
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -347,8 +346,9 @@ class BERMUDA(BaseModelClass):
         batch_size: int | None = None,
         random_state: int = 0,
         num_threads: int | None = 1,
-        accelerator: str = "auto",
+        accelerator: str | None = None,
         devices: int | list[int] | str = "auto",
+        enable_progress_bar: bool | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         """Train the autoencoder on cluster-balanced minibatches.
@@ -365,10 +365,13 @@ class BERMUDA(BaseModelClass):
         num_threads
             torch CPU threads while training (restored afterwards); ``None`` keeps the current setting.
         accelerator, devices
-            Lightning device selection (``"auto"`` uses a GPU when there is one).
+            Lightning device selection; ``accelerator=None`` uses ``sct.settings.device`` (``"auto"``
+            uses a GPU when there is one).
+        enable_progress_bar
+            Show a progress bar over the epochs (on stderr); ``None`` follows
+            ``sct.settings.progress_bar``.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer` (for example ``enable_progress_bar=False``, or
-            ``strategy="ddp"`` with several devices).
+            Passed to :class:`scvi.train.Trainer` (for example ``strategy="ddp"`` with several devices).
         """
         cfg = self.config
         epochs = cfg.max_epochs if max_epochs is None else check_int(max_epochs, "max_epochs", 1)
@@ -400,15 +403,13 @@ class BERMUDA(BaseModelClass):
         if cfg.early_stopping:
             stopper = PlateauStopping(start_epoch=ramp, patience=cfg.patience)
             callbacks.append(stopper)
-        trainer_kwargs.setdefault("log_every_n_steps", 1)
         trainer_kwargs.setdefault("enable_checkpointing", False)
-        runner = TrainRunner(
-            self, training_plan=plan, data_splitter=dm, max_epochs=epochs, accelerator=accelerator,
-            devices=devices, callbacks=callbacks, **trainer_kwargs,
-        )  # fmt: skip
         self.module.train()
-        with cpu_training_settings(num_threads):
-            runner()
+        run_training(
+            self, training_plan=plan, data_splitter=dm, max_epochs=epochs, description="BERMUDA",
+            accelerator=accelerator, devices=devices, num_threads=num_threads,
+            enable_progress_bar=enable_progress_bar, callbacks=callbacks, **trainer_kwargs,
+        )  # fmt: skip
         self.module.eval()
         history = self.history_ or {}
         self.epochs_trained_ = len(history["train_loss"]) if "train_loss" in history else epochs

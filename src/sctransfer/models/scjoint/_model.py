@@ -14,11 +14,10 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
 from scvi.model.base import BaseModelClass
-from scvi.train import TrainRunner
 from sklearn.isotonic import IsotonicRegression
 
 from ..._utils._logging import logger
-from ..._utils._torch import cpu_training_settings
+from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import check_int
 from ...kernels._knn import knn, knn_vote
 from ._data import TwoDomainDataModule
@@ -232,7 +231,7 @@ class SCJoint(BaseModelClass):
             LabelsWithUnlabeledObsField(REGISTRY_KEYS.LABELS_KEY, labels_key, UNLABELLED),
         ]
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
-        adata_manager.register_fields(adata, **kwargs)
+        register_fields(adata_manager, adata, **kwargs)
         cls.register_manager(adata_manager)
 
     @staticmethod
@@ -328,8 +327,9 @@ class SCJoint(BaseModelClass):
         batch_size: int | None = None,
         random_state: int = 0,
         num_threads: int | None = 1,
-        accelerator: str = "auto",
+        accelerator: str | None = None,
         devices: int | list[int] | str = "auto",
+        enable_progress_bar: bool | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         """Run the three stages: train, transfer labels by kNN, train again with them.
@@ -348,10 +348,13 @@ class SCJoint(BaseModelClass):
             torch CPU threads while training (restored afterwards); ``None`` keeps the current setting.
             One is fastest for scJoint's small matrices.
         accelerator, devices
-            Lightning device selection (``"auto"`` uses a GPU when there is one).
+            Lightning device selection; ``accelerator=None`` uses ``sct.settings.device`` (``"auto"``
+            uses a GPU when there is one).
+        enable_progress_bar
+            Show a progress bar over the epochs of each stage (on stderr); ``None`` follows
+            ``sct.settings.progress_bar``.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer` (for example ``enable_progress_bar=False``, or
-            ``strategy="ddp"`` with several devices).
+            Passed to :class:`scvi.train.Trainer` (for example ``strategy="ddp"`` with several devices).
         """
         cfg = self.config
         epochs1 = cfg.epochs_stage1 if max_epochs is None else check_int(max_epochs, "max_epochs", 0)
@@ -378,7 +381,6 @@ class SCJoint(BaseModelClass):
                 "fewer query cells (%d) than a minibatch (%d): training 1 step per epoch", n_query, batch
             )
         X_ref, X_query = X[ref_idx], X[query_idx]
-        trainer_kwargs.setdefault("log_every_n_steps", 1)
 
         def run_stage(stage: int, epochs: int, y_query: np.ndarray | None) -> dict:
             dm = TwoDomainDataModule(
@@ -391,16 +393,15 @@ class SCJoint(BaseModelClass):
                 top_fraction=cfg.top_fraction, l1_weight=cfg.l1_weight, center_weight=cfg.center_weight,
                 faithful=cfg.faithful, train_centers=stage == 3 and cfg.centers == "learned",
             )  # fmt: skip
-            runner = TrainRunner(
-                self, training_plan=plan, data_splitter=dm, max_epochs=epochs, accelerator=accelerator,
-                devices=devices, **trainer_kwargs,
-            )  # fmt: skip
             self.module.train()
-            runner()
+            run_training(
+                self, training_plan=plan, data_splitter=dm, max_epochs=epochs,
+                description=f"scJoint stage {stage}", accelerator=accelerator, devices=devices,
+                num_threads=num_threads, enable_progress_bar=enable_progress_bar, **trainer_kwargs,
+            )  # fmt: skip
             return dict(self.history_ or {})
 
-        with cpu_training_settings(num_threads):
-            self._run_stages(run_stage, epochs1, epochs3, ref_idx, query_idx, codes, random_state)
+        self._run_stages(run_stage, epochs1, epochs3, ref_idx, query_idx, codes, random_state)
 
     def _run_stages(self, run_stage, epochs1, epochs3, ref_idx, query_idx, codes, random_state) -> None:
         cfg = self.config

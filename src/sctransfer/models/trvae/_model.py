@@ -17,11 +17,10 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass
-from scvi.train import TrainRunner
 
 from ..._utils._anndata import to_plain
 from ..._utils._logging import logger
-from ..._utils._torch import cpu_training_settings
+from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import check_int, check_obs_key, check_values, get_matrix
 from ._data import TRVAEDataModule, dense_rows
 from ._module import TRVAEModule
@@ -305,7 +304,7 @@ class TRVAE(BaseModelClass):
             CategoricalObsField(CONDITION_KEY, condition_key),
         ]
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
-        adata_manager.register_fields(adata, **kwargs)
+        register_fields(adata_manager, adata, **kwargs)
         cls.register_manager(adata_manager)
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -382,8 +381,9 @@ class TRVAE(BaseModelClass):
         early_stopping: bool = True,
         random_state: int = 0,
         num_threads: int | None = 1,
-        accelerator: str = "auto",
+        accelerator: str | None = None,
         devices: int | list[int] | str = "auto",
+        enable_progress_bar: bool | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         """Train on the registered cells (a reference model starts from fresh weights seeded by ``random_state``).
@@ -404,9 +404,13 @@ class TRVAE(BaseModelClass):
         num_threads
             torch CPU threads while training (restored afterwards); ``None`` keeps the current setting.
         accelerator, devices
-            Lightning device selection (``"auto"`` uses a GPU when there is one).
+            Lightning device selection; ``accelerator=None`` uses ``sct.settings.device`` (``"auto"``
+            uses a GPU when there is one).
+        enable_progress_bar
+            Show a progress bar over the epochs (on stderr); ``None`` follows
+            ``sct.settings.progress_bar``.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer` (for example ``enable_progress_bar=False``).
+            Passed to :class:`scvi.train.Trainer`.
         """
         cfg = self.config
         epochs = cfg.max_epochs if max_epochs is None else check_int(max_epochs, "max_epochs")
@@ -441,17 +445,16 @@ class TRVAE(BaseModelClass):
         if cfg.grad_clip:
             trainer_kwargs.setdefault("gradient_clip_val", cfg.grad_clip)
             trainer_kwargs.setdefault("gradient_clip_algorithm", "value")
-        trainer_kwargs.setdefault("log_every_n_steps", 1)
-        runner = TrainRunner(
-            self, training_plan=plan, data_splitter=dm, max_epochs=epochs, accelerator=accelerator,
-            devices=devices, callbacks=callbacks, **trainer_kwargs,
-        )  # fmt: skip
         start = time.perf_counter()
-        with cpu_training_settings(num_threads), warnings.catch_warnings():
+        with warnings.catch_warnings():
             # a query model keeps its frozen batch-norm layers in eval mode on purpose
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
             self.module.train()
-            runner()
+            run_training(
+                self, training_plan=plan, data_splitter=dm, max_epochs=epochs, description="trVAE",
+                accelerator=accelerator, devices=devices, num_threads=num_threads,
+                enable_progress_bar=enable_progress_bar, callbacks=callbacks, **trainer_kwargs,
+            )  # fmt: skip
         seconds = time.perf_counter() - start
         self.module.eval()
         self.train_info_ = {
