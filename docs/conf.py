@@ -135,6 +135,13 @@ def _write_api_pages() -> None:
         if not path.is_file() or path.read_text() != text:  # unchanged files keep Sphinx's cache valid
             path.write_text(text)
         pages.append(sub)
+    settings = "\n".join(["# Settings: `sct.settings`", "", "```{eval-rst}",
+                          ".. autoclass:: sctransfer._utils._settings.SctransferSettings",
+                          "   :members:", "```", ""])  # fmt: skip
+    path = out / "settings.md"
+    if not path.is_file() or path.read_text() != settings:
+        path.write_text(settings)
+    pages.append("settings")
     index = "\n".join(["```{toctree}", ":maxdepth: 1", "", *pages, "```", ""])
     path = out / "index.md"
     if not path.is_file() or path.read_text() != index:

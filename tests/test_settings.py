@@ -143,3 +143,10 @@ def test_scvi_warnings_name_the_users_column():
     messages = [str(w.message) for w in caught]
     assert any("'rare' in .obs['stim'] has fewer than 3 cells" in m for m in messages), messages
     assert not any("_scvi_" in m for m in messages), messages
+
+
+def test_lazy_packages_expose_their_submodules():
+    assert sct.models.scjoint.SCJointConfig is sct.models.SCJoint.__init__.__globals__["SCJointConfig"]
+    assert sct.models.bermuda.DEFAULT.max_epochs > 0
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        sct.models.nothing  # noqa: B018

@@ -7,6 +7,7 @@ access, as scanpy loads its heavy backends inside the functions that need them (
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +30,9 @@ def lazy_attributes(
 
     def __getattr__(name: str) -> Any:
         if name not in members:
+            # a submodule (``sct.models.scjoint``) loads on access too, as after an eager import
+            if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is not None:
+                return importlib.import_module(f"{package}.{name}")
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, _, attribute = members[name].partition(":")
         value = importlib.import_module(module, package)

@@ -1,0 +1,36 @@
+"""The declared dependencies are exactly the third-party packages that the package imports."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: distribution name -> the module it provides, where they differ
+MODULE_OF = {"scvi-tools": "scvi", "scikit-learn": "sklearn", "umap-learn": "umap"}
+
+
+def _imported_modules() -> set[str]:
+    found = set()
+    for path in (ROOT / "src" / "sctransfer").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return {name for name in found if name not in sys.stdlib_module_names and name != "sctransfer"}
+
+
+def _declared_modules() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0] for requirement in project["dependencies"]}
+    return {MODULE_OF.get(name, name).replace("-", "_") for name in names}
+
+
+def test_declared_dependencies_equal_imported_ones():
+    imported, declared = _imported_modules(), _declared_modules()
+    assert imported - declared == set(), "imported but not declared in pyproject.toml"
+    assert declared - imported == set(), "declared in pyproject.toml but never imported"
