@@ -16,9 +16,21 @@ import pytest
 import sctransfer as sct
 from sctransfer._utils._logging import logger
 
+#: every warning once, except upstream deprecations that are not ours: anndata 0.13 reads pandas 3.1's
+#: deprecated options whenever it builds an AnnData or a view (and a ``catch_warnings`` block, as in
+#: training, makes Python show a warning again after it)
+_WARNINGS = ",".join(
+    ["default"]
+    + [
+        f"ignore:The '{option}' option is deprecated:DeprecationWarning"
+        for option in ("future.infer_string", "mode.chained_assignment")
+    ]
+)
+
 
 def _python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    env["PYTHONWARNINGS"] = _WARNINGS
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env, check=False
     )

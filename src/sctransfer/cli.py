@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -405,33 +407,6 @@ def _write_h5mu(mdata: Any, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ argument types
-def _float_or_none(value: str) -> float | None:
-    if value.strip().lower() in ("none", ""):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {value!r}") from None
-
-
-def _int_or_none(value: str) -> int | None:
-    if value.strip().lower() in ("none", ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {value!r}") from None
-
-
-def _unknown_threshold(value: str) -> float | str | None:
-    return "auto" if value.strip().lower() == "auto" else _float_or_none(value)
-
-
-def _log_base(value: str) -> float | str | None:
-    lowered = value.strip().lower()
-    return lowered if lowered in ("auto", "e") else _float_or_none(value)
-
-
 def _devices(value: str) -> int | str:
     return int(value) if value.strip().isdigit() else value
 
@@ -455,6 +430,116 @@ def _merge_kwargs(explicit: dict[str, Any], extra: Sequence[tuple[str, Any]] | N
             raise UsageError(f"--kwarg {key}=... repeats an option given already ({key})")
         merged[key] = value
     return merged
+
+
+# ------------------------------------------------------------------------------ options from the verbs
+def _verb(dotted: str) -> Callable[..., Any]:
+    """The function ``sctransfer.<dotted>`` (imported when a subcommand is built, not for ``--help``)."""
+    import importlib
+
+    module, *names = dotted.split(".")
+    obj: Any = importlib.import_module(f"sctransfer.{module}")
+    for name in names:
+        obj = getattr(obj, name)
+    return obj
+
+
+def _parameter_help(func: Callable[..., Any]) -> dict[str, str]:
+    """The first sentence of each parameter's description in the numpydoc ``Parameters`` section."""
+    lines = (inspect.getdoc(func) or "").splitlines()
+    if "Parameters" not in lines:
+        return {}
+    out: dict[str, str] = {}
+    names: list[str] = []
+    text: list[str] = []
+    body = lines[lines.index("Parameters") + 2 :]
+    for i, line in enumerate([*body, ""]):
+        header = bool(line) and not line.startswith(" ")
+        if header or i == len(body):
+            sentence = " ".join(" ".join(text).split())
+            sentence = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rpartition(".")[2], sentence)
+            sentence = re.split(r"(?<!e\.g)(?<!i\.e)\.\s", sentence)[0].rstrip(".").replace("``", "")
+            out.update(dict.fromkeys(names, sentence))
+            if i + 1 < len(body) and body[i + 1].startswith("---"):
+                break  # the next section
+            names, text = [n.strip().lstrip("*") for n in line.split(":")[0].split(",")], []
+        elif line.strip():
+            text.append(line.strip())
+    return out
+
+
+def _option(hint: Any, default: Any) -> dict[str, Any]:
+    """argparse keywords (type, choices or action, metavar) for a parameter of type ``hint``."""
+    import types
+    import typing
+
+    members = (
+        list(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    )
+    nullable = type(None) in members
+    members = [m for m in members if m is not type(None)]
+    if members == [bool]:
+        return {"action": argparse.BooleanOptionalAction} if default is True else {"action": "store_true"}
+    literals = [v for m in members if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)]
+    scalars = [m for m in (int, float, str) if m in members]
+    if literals and not scalars and not nullable:
+        return {"choices": literals}
+    if scalars == [str] and not literals:
+        return {}
+    if len(scalars) == 1 and not literals and not nullable:
+        return {"type": scalars[0], "metavar": scalars[0].__name__.upper()}
+    words = [*(["none"] if nullable else []), *map(str, literals), *(s.__name__.upper() for s in scalars)]
+
+    def convert(text: str) -> Any:
+        if nullable and text.lower() == "none":
+            return None
+        for value in literals:
+            if text == str(value):
+                return value
+        for scalar in scalars:
+            try:
+                return scalar(text)
+            except ValueError:
+                continue
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(w.lower() for w in words)}, got {text!r}")
+
+    convert.__name__ = "/".join(words)
+    return {"type": convert, "metavar": "{" + ",".join(words) + "}" if len(words) > 1 else words[0]}
+
+
+def add_verb_options(
+    parser: argparse.ArgumentParser, dotted: str, *, skip: Sequence[str] = ("copy",), title: str | None = None
+) -> None:
+    """One option per keyword-only argument of ``sctransfer.<dotted>``: name, type, default and help.
+
+    The names the runner passes on are recorded as ``args._verb_options``.
+    """
+    import typing
+
+    func = _verb(dotted)
+    hints = typing.get_type_hints(func)
+    docs = _parameter_help(func)
+    group = parser.add_argument_group(title or f"options of sct.{dotted}")
+    names = []
+    for name, param in inspect.signature(func).parameters.items():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY or name in skip:
+            continue
+        required = param.default is inspect.Parameter.empty
+        kwargs = _option(hints.get(name, str), None if required else param.default)
+        text = docs.get(name, "").replace("%", "%%")
+        if not required and param.default is not None and param.default is not False:
+            text += " (default: %(default)s)"
+        group.add_argument(
+            "--" + name.replace("_", "-"), dest=name, required=required,
+            **({} if required else {"default": param.default}), help=text, **kwargs,
+        )  # fmt: skip
+        names.append(name)
+    parser.set_defaults(_verb_options=names)
+
+
+def verb_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The verb's keyword arguments as given on the command line (see :func:`add_verb_options`)."""
+    return {name: getattr(args, name) for name in args._verb_options}
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -575,52 +660,7 @@ def _add_label_transfer(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="annotated query (h5ad), or the annotated MuData (h5mu) with --mudata",
     )
-    o = p.add_argument_group("options of sct.tl.label_transfer")
-    o.add_argument("--labels-key", required=True, help=".obs column of the reference with the labels")
-    o.add_argument(
-        "--method",
-        choices=list(_METHOD_OPTIONS),
-        default="ensemble",
-        help="transfer method (default: %(default)s)",
-    )
-    o.add_argument(
-        "--rna-mod", default="rna", help="modality of the reference in the MuData (default: %(default)s)"
-    )
-    o.add_argument(
-        "--atac-mod", default="atac", help="modality of the query in the MuData (default: %(default)s)"
-    )
-    o.add_argument("--layer", default=None, help="layer of the reference to use (default: .X)")
-    o.add_argument("--query-layer", default=None, help="layer of the query to use (default: .X)")
-    o.add_argument("--key-added", default="sct_label", help="name of every result key (default: %(default)s)")
-    o.add_argument(
-        "--n-neighbors",
-        type=int,
-        default=30,
-        help="reference neighbours voting per query cell (ensemble, knn, scjoint; default: %(default)s)",
-    )
-    o.add_argument(
-        "--unknown-threshold",
-        type=_unknown_threshold,
-        default="auto",
-        metavar="{auto,none,NUMBER}",
-        help="cells with a lower confidence are labelled 'unknown' (default: %(default)s, the method's own)",
-    )
-    o.add_argument(
-        "--gene-case",
-        choices=["auto", "exact", "ignore"],
-        default="auto",
-        help="gene name matching: exact, ignore (case-insensitive, e.g. across species), or auto (exact "
-        "unless ignoring case shares 10%% more genes; default: %(default)s)",
-    )
-    o.add_argument(
-        "--query-rep",
-        default=None,
-        metavar="OBSM_KEY",
-        help="ensemble: .obsm key of the query's own representation (e.g. X_lsi, the LSI of its peaks) that "
-        "joins the graph the labels are smoothed over",
-    )
-    o.add_argument("--faithful", action="store_true", help="scjoint: reproduce the original implementation")
-    o.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    add_verb_options(p, "tl.label_transfer")
     e = p.add_argument_group("method options (ensemble, knn)")
     e.add_argument("--n-comps", type=int, default=None, help="joint PCA components (default: 50)")
     s = p.add_argument_group("method options (scjoint); unset options take the preset's value")
@@ -679,19 +719,8 @@ def _run_label_transfer(run: Run) -> None:
         raise UsageError(f"--faithful: option of --method scjoint, not of --method {args.method}")
     method_kwargs = _merge_kwargs({name: getattr(args, name) for name in own}, args.kwarg)
     output = check_output_path(args.output)
-    params = {
-        "labels_key": args.labels_key,
-        "method": args.method,
-        "layer": args.layer,
-        "query_layer": args.query_layer,
-        "key_added": args.key_added,
-        "n_neighbors": args.n_neighbors,
-        "unknown_threshold": args.unknown_threshold,
-        "gene_case": args.gene_case,
-        "query_rep": args.query_rep,
-        "faithful": args.faithful,
-        "random_state": args.random_state,
-    }
+    params = verb_params(args)
+    rna_mod, atac_mod = params.pop("rna_mod"), params.pop("atac_mod")
     run.params = {**params, **method_kwargs}
 
     from . import tl
@@ -699,16 +728,16 @@ def _run_label_transfer(run: Run) -> None:
 
     if args.mudata is not None:
         mdata = run.read("--mudata", args.mudata, mudata=True)
-        for option, mod in (("--rna-mod", args.rna_mod), ("--atac-mod", args.atac_mod)):
+        for option, mod in (("--rna-mod", rna_mod), ("--atac-mod", atac_mod)):
             if mod not in mdata.mod:
                 raise DataError(
                     f"{option}: modality {mod!r} not in the MuData (modalities: {list(mdata.mod)})"
                 )
-        reference, query = mdata.mod[args.rna_mod], mdata.mod[args.atac_mod]
-        where = (f"the MuData's {args.rna_mod!r} modality", f"the MuData's {args.atac_mod!r} modality")
+        reference, query = mdata.mod[rna_mod], mdata.mod[atac_mod]
+        where = (f"the MuData's {rna_mod!r} modality", f"the MuData's {atac_mod!r} modality")
         data, query_data = mdata, None
-        params.update(rna_mod=args.rna_mod, atac_mod=args.atac_mod)
-        run.params.update(rna_mod=args.rna_mod, atac_mod=args.atac_mod)
+        params.update(rna_mod=rna_mod, atac_mod=atac_mod)
+        run.params.update(rna_mod=rna_mod, atac_mod=atac_mod)
     else:
         reference = run.read("--rna", args.rna)
         query = run.read("--atac", args.atac)
@@ -755,41 +784,7 @@ def _add_gene_activity(p: argparse.ArgumentParser) -> None:
         default=True,
         help="download the hg19 table when missing (default: yes)",
     )
-    g = p.add_argument_group("options of sct.pp.gene_activity")
-    g.add_argument("--layer", default=None, help="layer with the accessibility (default: .X)")
-    g.add_argument(
-        "--upstream", type=int, default=2000, help="bases added upstream of the TSS (default: %(default)s)"
-    )
-    g.add_argument(
-        "--downstream", type=int, default=0, help="bases added after the gene end (default: %(default)s)"
-    )
-    g.add_argument(
-        "--gene-body",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="include the gene body in the region (default: yes)",
-    )
-    g.add_argument(
-        "--peak-coordinates",
-        choices=["bed", "1-based"],
-        default="bed",
-        help="convention of the peak coordinates (default: %(default)s)",
-    )
-    g.add_argument(
-        "--gene-key", default="gene_name", help="annotation column naming the genes (default: %(default)s)"
-    )
-    g.add_argument(
-        "--binarize", action="store_true", help="count accessible peaks instead of summing the values"
-    )
-    g.add_argument(
-        "--min-peaks",
-        type=int,
-        default=1,
-        help="keep genes overlapping at least this many peaks (default: %(default)s)",
-    )
-    g.add_argument(
-        "--chunk-size", type=int, default=10_000, help="cells processed at once (default: %(default)s)"
-    )
+    add_verb_options(p, "pp.gene_activity", skip=("annotation",))
 
 
 def read_annotation(value: str, option: str = "--annotation") -> Any:
@@ -841,17 +836,7 @@ def read_annotation(value: str, option: str = "--annotation") -> Any:
 def _run_gene_activity(run: Run) -> None:
     args = run.args
     output = check_output_path(args.output)
-    params = {
-        "layer": args.layer,
-        "upstream": args.upstream,
-        "downstream": args.downstream,
-        "gene_body": args.gene_body,
-        "peak_coordinates": args.peak_coordinates,
-        "gene_key": args.gene_key,
-        "binarize": args.binarize,
-        "min_peaks": args.min_peaks,
-        "chunk_size": args.chunk_size,
-    }
+    params = verb_params(args)
     run.params = {"genome": args.genome, "annotation": args.annotation, **params}
     from . import datasets, pp
     from ._utils._keys import GENE_ACTIVITY_KEY
@@ -903,50 +888,7 @@ def _add_castle(p: argparse.ArgumentParser) -> None:
         help="cells to classify (counts or log-normalised values, h5ad)",
     )
     io.add_argument("--output", required=True, metavar="PATH", help="annotated target (h5ad)")
-    o = p.add_argument_group("options of sct.tl.castle")
-    o.add_argument("--labels-key", required=True, help=".obs column of the source with the cell types")
-    o.add_argument(
-        "--mode",
-        choices=["one_vs_rest", "multiclass"],
-        default="one_vs_rest",
-        help="one classifier per type, or one multiclass classifier (default: %(default)s)",
-    )
-    o.add_argument("--reference", action="store_true", help="use the reference implementation's preset")
-    o.add_argument(
-        "--n-features", type=int, default=100, help="genes kept per classifier (default: %(default)s)"
-    )
-    o.add_argument(
-        "--threshold",
-        type=_float_or_none,
-        default=None,
-        metavar="{none,NUMBER}",
-        help="probability at or below which a cell is 'unknown' (default: the preset's)",
-    )
-    o.add_argument(
-        "--log-base",
-        type=_log_base,
-        default=None,
-        metavar="{none,auto,e,NUMBER}",
-        help="log base of the values (default: the preset's)",
-    )
-    o.add_argument(
-        "--gene-case",
-        choices=["auto", "exact", "ignore"],
-        default="auto",
-        help="gene name matching: exact, ignore (case-insensitive), or auto (exact unless ignoring case "
-        "shares 10%% more genes; default: %(default)s)",
-    )
-    o.add_argument("--target-layer", default=None, help="layer of the target (default: .X)")
-    o.add_argument("--source-layer", default=None, help="layer of the source (default: .X)")
-    o.add_argument("--key-added", default="castle", help="name of every result key (default: %(default)s)")
-    o.add_argument(
-        "--random-state",
-        type=_int_or_none,
-        default=0,
-        metavar="{none,INT}",
-        help="seed (default: %(default)s)",
-    )
-    o.add_argument("--n-jobs", type=int, default=1, help="XGBoost threads (default: %(default)s)")
+    add_verb_options(p, "tl.castle")
     x = p.add_argument_group("more")
     x.add_argument(
         "--kwarg",
@@ -963,20 +905,7 @@ def _add_castle(p: argparse.ArgumentParser) -> None:
 def _run_castle(run: Run) -> None:
     args = run.args
     output = check_output_path(args.output)
-    explicit = {
-        "labels_key": args.labels_key,
-        "mode": args.mode,
-        "reference": args.reference,
-        "n_features": args.n_features,
-        "threshold": args.threshold,
-        "log_base": args.log_base,
-        "gene_case": args.gene_case,
-        "target_layer": args.target_layer,
-        "source_layer": args.source_layer,
-        "key_added": args.key_added,
-        "random_state": args.random_state,
-        "n_jobs": args.n_jobs,
-    }
+    explicit = verb_params(args)
     model_kwargs = _merge_kwargs({}, args.kwarg)
     for key in model_kwargs:
         if key in explicit:
@@ -1012,50 +941,7 @@ def _add_batches_input(p: argparse.ArgumentParser, what: str) -> None:
 
 def _add_bermuda(p: argparse.ArgumentParser) -> None:
     _add_batches_input(p, "the input with the aligned embedding (h5ad)")
-    o = p.add_argument_group("options of sct.tl.bermuda")
-    o.add_argument("--batch-key", required=True, help=".obs column with the batch of each cell")
-    o.add_argument(
-        "--cluster-key",
-        default=None,
-        help=".obs column with clusters or cell types (default: Leiden per batch)",
-    )
-    o.add_argument("--layer", default=None, help="layer with the values (default: .X)")
-    o.add_argument(
-        "--n-top-genes",
-        type=_int_or_none,
-        default=500,
-        metavar="{none,INT}",
-        help="highly variable genes per batch; none uses every detected gene (default: %(default)s)",
-    )
-    o.add_argument(
-        "--min-cells", type=int, default=5, help="keep genes detected in this many cells of every batch"
-    )
-    o.add_argument("--resolution", type=float, default=0.6, help="Leiden resolution (default: %(default)s)")
-    o.add_argument(
-        "--n-pcs", type=int, default=20, help="principal components of the clustering (default: %(default)s)"
-    )
-    o.add_argument(
-        "--n-neighbors", type=int, default=30, help="neighbours of the clustering (default: %(default)s)"
-    )
-    o.add_argument(
-        "--similarity-threshold",
-        type=float,
-        default=0.85,
-        help="least MetaNeighbor AUROC of a matched cluster pair (default: %(default)s)",
-    )
-    o.add_argument(
-        "--metaneighbor",
-        choices=["auto", "exact", "fast"],
-        default="auto",
-        help="MetaNeighbor version (default: %(default)s)",
-    )
-    o.add_argument(
-        "--allow-no-pairs", action="store_true", help="train without the MMD loss when no pair matches"
-    )
-    o.add_argument("--faithful", action="store_true", help="reproduce the reference implementation")
-    o.add_argument("--max-epochs", type=int, default=None, help="training epochs (default: the preset's)")
-    o.add_argument("--key-added", default="bermuda", help="name of the results (default: %(default)s)")
-    o.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    add_verb_options(p, "tl.bermuda")
     x = p.add_argument_group("more")
     x.add_argument(
         "--kwarg",
@@ -1069,14 +955,7 @@ def _add_bermuda(p: argparse.ArgumentParser) -> None:
 def _run_bermuda(run: Run) -> None:
     args = run.args
     output = check_output_path(args.output)
-    params = {
-        name: getattr(args, name)
-        for name in (
-            "batch_key", "cluster_key", "layer", "n_top_genes", "min_cells", "resolution", "n_pcs", "n_neighbors",
-            "similarity_threshold", "metaneighbor", "allow_no_pairs", "faithful", "max_epochs", "key_added",
-            "random_state",
-        )
-    }  # fmt: skip
+    params = verb_params(args)
     train_kwargs = _merge_kwargs({}, args.kwarg)
     for key in train_kwargs:
         if key in params:
@@ -1104,27 +983,13 @@ def _run_bermuda(run: Run) -> None:
 
 def _add_metaneighbor(p: argparse.ArgumentParser) -> None:
     _add_batches_input(p, "the input with the MetaNeighbor scores in .uns (h5ad)")
-    o = p.add_argument_group("options of sct.tl.metaneighbor")
-    o.add_argument("--batch-key", required=True, help=".obs column with the batch of each cell")
-    o.add_argument("--cluster-key", required=True, help=".obs column with clusters or cell types")
-    o.add_argument(
-        "--fast",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the low-memory version; --no-fast: the exact version (default: fast)",
-    )
-    o.add_argument("--layer", default=None, help="layer with the values (default: .X)")
-    o.add_argument(
-        "--key-added", default="metaneighbor", help=".uns key of the result (default: %(default)s)"
-    )
+    add_verb_options(p, "tl.metaneighbor")
 
 
 def _run_metaneighbor(run: Run) -> None:
     args = run.args
     output = check_output_path(args.output)
-    params = {
-        name: getattr(args, name) for name in ("batch_key", "cluster_key", "fast", "layer", "key_added")
-    }
+    params = verb_params(args)
     run.params = dict(params)
     from . import tl
 
@@ -1175,20 +1040,8 @@ def _add_trvae(p: argparse.ArgumentParser) -> None:
         "--output", required=True, metavar="PATH", help="the input with the latent representation"
     )
     _add_model_location(io, "written")
-    o = train.add_argument_group("options of sct.tl.trvae")
-    o.add_argument("--condition-key", required=True, help=".obs column with each cell's condition")
-    o.add_argument("--layer", default=None, help="layer with the values (default: .X)")
-    o.add_argument(
-        "--preset",
-        choices=["default", "paper", "paper_kang", "paper_haber", "scarches"],
-        default="default",
-        help="named parameter set (default: %(default)s)",
-    )
-    o.add_argument("--max-epochs", type=int, default=None, help="training epochs (default: the preset's)")
-    o.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: the preset's)")
-    o.add_argument("--accelerator", default=None, help="Lightning accelerator (default: auto)")
-    o.add_argument("--key-added", default="X_trvae", help=".obsm key of the latent representation")
-    o.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    add_verb_options(train, "tl.trvae", skip=("copy", "enable_progress_bar"))
+    o = train.add_argument_group("more")
     o.add_argument(
         "--kwarg",
         action="append",
@@ -1212,18 +1065,7 @@ def _add_trvae(p: argparse.ArgumentParser) -> None:
     )
     io.add_argument("--output", required=True, metavar="PATH", help="the predicted cells (h5ad)")
     _add_model_location(io, "read")
-    o = predict.add_argument_group("options of sct.models.TRVAE.predict")
-    o.add_argument("--target-condition", required=True, help="condition to decode under")
-    o.add_argument(
-        "--source-condition",
-        default=None,
-        help="condition to encode under (default: each cell's own, from the model's condition column)",
-    )
-    o.add_argument("--sample", action="store_true", help="decode a sample of z instead of its posterior mean")
-    o.add_argument(
-        "--batch-size", type=int, default=1024, help="cells processed at a time (default: %(default)s)"
-    )
-    o.add_argument("--random-state", type=int, default=0, help="seed of the samples (default: %(default)s)")
+    add_verb_options(predict, "models.TRVAE.predict")
     _add_common(predict)
     predict.set_defaults(_action=_run_trvae_predict)
 
@@ -1283,30 +1125,26 @@ def _run_trvae_train(run: Run) -> None:
         if Path(args.model_dir).is_file():
             raise DataError(f"--model-dir: {args.model_dir} is a file; give a directory, or use --model-file")
         check_output_path(str(Path(args.model_dir).parent / "x"), "--model-dir")
-    params = {
-        name: getattr(args, name)
-        for name in (
-            "condition_key", "layer", "preset", "max_epochs", "batch_size", "accelerator", "key_added", "random_state"
-        )
-    }  # fmt: skip
+    params = verb_params(args)
     config = _merge_kwargs({}, args.kwarg)
     for key in config:
         if key in params:
             raise UsageError(f"--kwarg {key}=... repeats the option --{key.replace('_', '-')}")
     run.params = {**params, **config}
-    from . import tl
     from ._utils._keys import embedding_uns_key
+    from .tl._trvae import fit_and_write
 
     adata = run.read("--input", args.input)
     _check_obs_column(adata, args.condition_key, "--condition-key", "the input (--input)")
     with run.progress.step("trVAE training"):
-        model = tl.trvae(adata, **params, **config)
-    uns = adata.uns[embedding_uns_key(args.key_added)]
+        _, model = fit_and_write(adata, **params, **config)
+    key = embedding_uns_key(args.key_added)
+    uns = adata.uns[key]
     run.recorded_params = dict(uns.get("params", {}))
     run.metrics = {
         "n_cells": int(adata.n_obs),
         "conditions": list(uns.get("conditions", [])),
-        "latent_shape": list(adata.obsm[args.key_added].shape),
+        "latent_shape": list(adata.obsm[f"X_{key}"].shape),
         "training": dict(uns.get("training", {})),
     }
     run.write(adata, output)
@@ -1317,10 +1155,7 @@ def _run_trvae_train(run: Run) -> None:
 def _run_trvae_predict(run: Run) -> None:
     args = run.args
     output = check_output_path(args.output)
-    run.params = {
-        name: getattr(args, name)
-        for name in ("target_condition", "source_condition", "sample", "batch_size", "random_state")
-    }
+    run.params = verb_params(args)
     import numpy as np
     import pandas as pd
     import torch
@@ -1356,10 +1191,7 @@ def _run_trvae_predict(run: Run) -> None:
         work = AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(genes)))
         with run.progress.step("trVAE prediction"):
             model = TRVAE.load(str(model_dir), adata=work, accelerator="cpu")
-            result = model.predict(
-                work, target_condition=args.target_condition, source_condition=args.source_condition,
-                sample=args.sample, batch_size=args.batch_size, random_state=args.random_state,
-            )  # fmt: skip
+            result = model.predict(work, **run.params)
     result.obs = result.obs.drop(columns=[c for c in result.obs.columns if c.startswith("_scvi")])
     run.recorded_params = {
         "condition_key": condition_key,
@@ -1440,8 +1272,12 @@ def available_verbs() -> list[Verb]:
     return list(VERBS)
 
 
-def build_parser(verbs: Sequence[Verb] | None = None) -> argparse.ArgumentParser:
-    """The argument parser with one subcommand per available verb."""
+def build_parser(verbs: Sequence[Verb] | None = None, *, only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per verb.
+
+    With ``only``, just that subcommand gets its options (read from the verb's signature, which imports
+    the verb), so that ``sctransfer --help`` and ``--version`` import nothing.
+    """
     verbs = available_verbs() if verbs is None else verbs
     parser = _Parser(
         prog=PROG,
@@ -1455,10 +1291,12 @@ def build_parser(verbs: Sequence[Verb] | None = None) -> argparse.ArgumentParser
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for verb in verbs:
         p = sub.add_parser(verb.name, help=verb.help, description=verb.help, allow_abbrev=False)
+        p.set_defaults(_verb=verb)
+        if only is not None and verb.name != only:
+            continue
         verb.add_arguments(p)
         if not verb.nested:
             _add_common(p)
-        p.set_defaults(_verb=verb)
     return parser
 
 
@@ -1497,7 +1335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = PROG
     try:
         environment = configure_environment()
-        parser = build_parser()
+        command = next((a for a in argv if not a.startswith("-")), None)
+        parser = build_parser(only=command if command in {v.name for v in VERBS} else "")
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help / --version
@@ -1512,9 +1351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = args.debug
         if args.summary_json is not None:
             summary_path = check_output_path(args.summary_json, "--summary-json")
-        tty = _stderr_is_tty()
-        if not tty:
-            os.environ.setdefault("TQDM_DISABLE", "1")
+        tty = _stderr_is_tty()  # progress bars only on a terminal (sct.settings.progress_bar)
         run = Run(args=args, progress=_Progress(tty))
         start = time.perf_counter()
         with _console(args.verbose, progress_bar=tty), _apply_threads(environment["threads"]):

@@ -45,10 +45,12 @@ def cli(capfd, monkeypatch):
     from sctransfer.cli import main
 
     for key in _ENV_KEYS:
-        if key in os.environ:
-            monkeypatch.setenv(key, os.environ[key])
-        else:
-            monkeypatch.delenv(key, raising=False)
+        # setenv first so that monkeypatch records every key, the absent ones too (delenv of an absent key
+        # records nothing, and a TQDM_DISABLE set by the CLI would leak into later tests' subprocesses)
+        value = os.environ.get(key)
+        monkeypatch.setenv(key, "" if value is None else value)
+        if value is None:
+            monkeypatch.delenv(key)
 
     def run(*argv: str | os.PathLike[str]) -> Result:
         capfd.readouterr()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import json
@@ -579,3 +580,32 @@ def test_invalid_galaxy_slots_is_ignored(monkeypatch, capsys):
     monkeypatch.setenv("GALAXY_SLOTS", "many")
     assert cli_mod._galaxy_slots() is None
     assert "GALAXY_SLOTS" in capsys.readouterr().err
+
+
+def test_help_and_version_import_no_verb():
+    code = (
+        "import sys, contextlib, io\n"
+        "from sctransfer.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    codes = [main(['--help']), main(['--version'])]\n"
+        "print(codes, sorted(m for m in ('sctransfer.tl', 'sctransfer.pp', 'anndata', 'torch') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 0] []"
+
+
+def test_options_and_help_come_from_the_signature_and_docstring():
+    parser = cli_mod.build_parser(only="castle")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["castle"]
+    actions = {a.dest: a for a in sub._actions}
+    assert actions["mode"].choices == ["one_vs_rest", "multiclass"]
+    assert actions["labels_key"].required
+    assert "Rejection threshold" in actions["threshold"].help
+    args = parser.parse_args(["castle", "--source", "s", "--target", "t", "--labels-key", "x", "--output", "o",
+                              "--threshold", "none", "--log-base", "e", "--random-state", "none"])  # fmt: skip
+    assert (args.threshold, args.log_base, args.random_state) == (None, "e", None)
+    assert cli_mod.verb_params(args)["labels_key"] == "x"
+    with pytest.raises(cli_mod.UsageError, match="expected none or auto or e or float, got 'ten'"):
+        parser.parse_args(["castle", "--source", "s", "--target", "t", "--labels-key", "x", "--output", "o",
+                           "--log-base", "ten"])  # fmt: skip

@@ -55,8 +55,8 @@ REJECTION_LABELS = frozenset({UNKNOWN_LABEL, NOT_CLASSIFIED_LABEL})
 GENE_ACTIVITY_KEY = "gene_activity"
 
 
-#: ``.obsm`` key of the latent representation written by :func:`sctransfer.tl.trvae` (its ``key_added``).
-TRVAE_EMBEDDING_KEY = "X_trvae"
+#: default ``key_added`` of :func:`sctransfer.tl.trvae` (``.uns["trvae"]``, ``.obsm["X_trvae"]``).
+TRVAE_KEY = "trvae"
 
 
 def embedding_uns_key(key_added: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ._keys import REJECTION_LABELS
 from ._logging import logger
 from ._validation import (
     check_n_classes,
@@ -17,6 +18,7 @@ from ._validation import (
     check_values,
     get_matrix,
     infer_scale,
+    take_columns,
     to_log_scale,
 )
 
@@ -64,6 +66,13 @@ def reference_codes(
             f"adata.obs[{labels_key!r}].astype(str).astype('category')."
         )
     classes = check_n_classes(labels, name)
+    reserved = sorted(REJECTION_LABELS.intersection(classes))
+    if reserved:
+        raise ValueError(
+            f"{name}.obs[{labels_key!r}] has the class(es) {reserved}, the label(s) that mean a rejected "
+            "cell (the query's cells below the confidence threshold are labelled 'unknown'). Rename that "
+            "class, or set those cells' labels to NaN (they are then embedded but never vote)."
+        )
     values = labels.astype(object).where(labels.notna(), None)
     codes = pd.Categorical(
         [None if v is None else str(v) for v in values], categories=list(classes)
@@ -88,6 +97,12 @@ def match_features(
 
     check_choice(gene_case, "gene_case", ("auto", "exact", "ignore"))
     ref, qry = pd.Index(reference_names), pd.Index(query_names)
+    for name, names in zip(what, (ref, qry), strict=True):
+        if not names.is_unique:
+            dup = names[names.duplicated()][:3].tolist()
+            raise ValueError(
+                f"{name} has duplicated var_names (e.g. {dup}); call .var_names_make_unique() first."
+            )
     exact = ref.get_indexer(qry[qry.isin(ref)])
     chosen = ("exact", ref.isin(qry), None)
     if gene_case != "exact":
@@ -133,8 +148,7 @@ def log_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str
     The one input-scale check of label transfer: counts are log-normalised, unlogged normalised values are
     ``log1p``-transformed, log-normalised values are used as they are, and scaled values are refused.
     """
-    X = get_matrix(adata, layer, name)
-    X = X[:, columns]
+    X = take_columns(get_matrix(adata, layer, name), columns)
     check_values(X, f"{name} values")
     scale = infer_scale(X)
     return to_log_scale(X, scale, name), scale

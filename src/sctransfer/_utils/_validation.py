@@ -26,6 +26,24 @@ def check_nonempty(adata: AnnData, name: str) -> None:
         )
 
 
+def check_writable(adata: AnnData, name: str, *, copy: bool = False) -> None:
+    """Raise if results would be written into a view (``copy=False``), which would silently copy it.
+
+    Writing into a view makes AnnData turn it into an independent object (or fail for a view of a backed
+    AnnData), so the verbs refuse it, as :func:`sctransfer.tl.label_transfer` does for its query.
+    """
+    if not copy and adata.is_view:
+        raise ValueError(
+            f"{name} is a view of another AnnData (for example adata[mask]), so results cannot be written "
+            "into it; pass adata[mask].copy(), or copy=True."
+        )
+
+
+def layer_names(adata: AnnData) -> list[str]:
+    """The names of ``adata.layers``, sorted; anndata 0.13 also lists ``.X`` there, under the key ``None``."""
+    return sorted(str(key) for key in adata.layers.keys() if key is not None)
+
+
 def get_matrix(adata: AnnData, layer: str | None, name: str) -> ArrayLike:
     """Return ``adata.layers[layer]`` or ``adata.X`` without copying."""
     if layer is None:
@@ -35,16 +53,41 @@ def get_matrix(adata: AnnData, layer: str | None, name: str) -> ArrayLike:
         return X
     if layer not in adata.layers:
         raise KeyError(
-            f"layer {layer!r} not found in {name}.layers (available: {sorted(adata.layers.keys())}); "
+            f"layer {layer!r} not found in {name}.layers (available: {layer_names(adata)}); "
             "pass layer=None to use .X."
         )
     return adata.layers[layer]
 
 
+def in_memory(X: ArrayLike) -> ArrayLike:
+    """``X`` as a NumPy array or SciPy sparse matrix; the datasets of a backed AnnData are read into memory."""
+    if isinstance(X, np.ndarray) or sp.issparse(X):
+        return X
+    if hasattr(X, "to_memory"):  # anndata's backed sparse dataset (np.asarray would wrap it as an object)
+        return X.to_memory()
+    # h5py datasets (backed dense) and dask arrays expose __array__
+    return np.asarray(X)
+
+
+def take_columns(X: ArrayLike, columns: Sequence[int] | np.ndarray) -> ArrayLike:
+    """``X[:, columns]`` in the order of ``columns`` (distinct), also for the datasets of a backed AnnData.
+
+    h5py reads only increasing indices, so a backed matrix is read in sorted order and then reordered.
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    if isinstance(X, np.ndarray) or sp.issparse(X):
+        return X[:, columns]
+    order = np.argsort(columns, kind="stable")
+    block = in_memory(X[:, columns[order]])
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    return block[:, position]
+
+
 def _values(X: ArrayLike) -> np.ndarray:
+    X = in_memory(X)
     if sp.issparse(X):
         return np.asarray(X.data)
-    # backed / dask arrays expose __array__; small in-memory checks are what we need here
     return np.asarray(X)
 
 

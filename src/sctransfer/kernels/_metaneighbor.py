@@ -392,7 +392,9 @@ def metaneighbor(
     if sp.issparse(X):
         ydata, zero_value = _csr_doubled_ranks(X.data, X.indptr.astype(np.int64), n_genes)
         n_stored = np.diff(X.indptr)
-        ss = np.bincount(np.repeat(np.arange(n_cells), n_stored), weights=ydata**2, minlength=n_cells)
+        cell_of_value = np.repeat(np.arange(n_cells), n_stored)
+        # float64 also when nothing is stored (np.bincount of no values returns integers)
+        ss = np.bincount(cell_of_value, weights=ydata**2, minlength=n_cells).astype(np.float64)
         ss += (n_genes - n_stored) * zero_value**2
         _check_nonconstant(ss)
         if fast:

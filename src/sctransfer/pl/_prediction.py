@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._utils._docs import inject_docs
+from .._utils._validation import layer_names
 from ..metrics import condition_degs, r2_mean
 from ._label_transfer import PathType, _finish, _get_ax
 
@@ -24,7 +25,7 @@ def _gene_means(adata: AnnData, layer: str | None, what: str) -> np.ndarray:
     if adata.n_obs == 0:
         raise ValueError(f"{what} holds no cell.")
     if layer is not None and layer not in adata.layers:
-        raise KeyError(f"layer {layer!r} is not in {what}.layers; available: {list(adata.layers)}.")
+        raise KeyError(f"layer {layer!r} is not in {what}.layers; available: {layer_names(adata)}.")
     X = adata.X if layer is None else adata.layers[layer]
     means = X.mean(axis=0) if sp.issparse(X) else np.asarray(X, dtype=np.float64).mean(axis=0)
     return np.asarray(means, dtype=np.float64).ravel()

@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._utils._anndata import to_plain
+from .._utils._anndata import write_result
 from .._utils._keys import GENE_ACTIVITY_KEY
 from .._utils._logging import logger
 from .._utils._validation import check_choice, check_int, check_nonempty, check_values, get_matrix
@@ -99,7 +99,7 @@ def looks_like_peaks(var_names: Iterable[str], *, min_fraction: float = 0.5) -> 
     parsed = _parse_names(var_names)
     if len(parsed) == 0:
         return False
-    ok = parsed["chrom"].notna().to_numpy()
+    ok = parsed["chrom"].notna().to_numpy(copy=True)  # pandas 3 (copy-on-write) hands out read-only arrays
     if ok.any():
         start = pd.to_numeric(parsed.loc[ok, "start"]).to_numpy()
         end = pd.to_numeric(parsed.loc[ok, "end"]).to_numpy()
@@ -527,7 +527,10 @@ def _row_block(X: Any, start: int, stop: int) -> sp.csr_matrix:
     block = X[start:stop]
     if sp.issparse(block):
         return sp.csr_matrix(block)
-    return sp.csr_matrix(np.asarray(block))
+    block = np.asarray(block)
+    if block.dtype == np.float16:  # scipy.sparse has no float16; the values are cast to float32 anyway
+        block = block.astype(np.float32)
+    return sp.csr_matrix(block)
 
 
 def _as_float32(block: sp.csr_matrix, *, binarize: bool) -> sp.csr_matrix:
@@ -624,7 +627,8 @@ def gene_activity(
         The parameters and run summary as plain types: peaks used, genes kept, and the genome-match
         statistics ``fraction_peaks_in_genes`` (fraction of all peaks that overlap any gene region),
         ``fraction_peaks_in_genes_by_chance`` (the same for randomly placed peaks),
-        ``n_peaks_beyond_chrom_end`` and ``fraction_genes_with_peaks`` (see Notes).
+        ``n_peaks_beyond_chrom_end`` and ``fraction_genes_with_peaks`` (see Notes); next to it
+        ``seconds`` and ``version``.
 
     Raises
     ------
@@ -771,7 +775,7 @@ def gene_activity(
         "fraction_genes_with_peaks": match["fraction_genes_with_peaks"],
     }
     out = AnnData(X=activity, obs=adata.obs.copy(), var=var)
-    out.uns[GENE_ACTIVITY_KEY] = {"params": to_plain(params)}
+    write_result(out, GENE_ACTIVITY_KEY, params=params, start=t0)
     logger.info(
         "gene_activity: %d cells, %d/%d peaks in %d genes (%d peaks on chromosomes absent from the "
         "annotation) "

@@ -9,10 +9,10 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._utils._anndata import check_key_name, to_plain
+from .._utils._anndata import check_key_name, copy_of, write_result
 from .._utils._docs import inject_docs
 from .._utils._logging import logger
-from .._utils._validation import check_int, check_nonempty, check_values, get_matrix
+from .._utils._validation import check_int, check_nonempty, check_values, check_writable, get_matrix
 
 __all__ = ["lsi"]
 
@@ -59,7 +59,7 @@ def lsi(
     -------
     ``None``, or with ``copy=True`` the annotated copy. Sets ``.obsm[f"X_{{key_added}}"]`` (cells x
     ``n_comps``, float32) and ``.uns[key_added]`` (``params``, ``singular_values``, ``seconds``,
-    ``version``).
+    ``version``, ``keys``).
 
     Examples
     --------
@@ -70,10 +70,9 @@ def lsi(
     >>> peaks.obsm["X_lsi"].shape
     (200, 10)
     """
-    from .. import __version__
-
     start = time.perf_counter()
     check_nonempty(adata, "adata")
+    check_writable(adata, "adata", copy=copy)
     check_key_name(key_added)
     n_comps = check_int(n_comps, "n_comps")
     n_total = n_comps + int(bool(drop_first))
@@ -92,21 +91,13 @@ def lsi(
     embedding, singular_values = _lsi(X, n_total, random_state=random_state)
     if drop_first:
         embedding, singular_values = embedding[:, 1:], singular_values[1:]
-    target = adata.copy() if copy else adata
-    target.obsm[f"X_{key_added}"] = embedding.astype(np.float32)
-    target.uns[key_added] = to_plain(
-        {
-            "params": {
-                "n_comps": n_comps,
-                "layer": layer,
-                "drop_first": bool(drop_first),
-                "random_state": random_state,
-            },
-            "singular_values": singular_values,
-            "seconds": time.perf_counter() - start,
-            "version": __version__,
-        }
-    )
+    target = copy_of(adata) if copy else adata
+    write_result(
+        target, key_added, start=start, obsm={f"X_{key_added}": embedding.astype(np.float32)},
+        params={"n_comps": n_comps, "layer": layer, "drop_first": bool(drop_first), "random_state": random_state,
+                "key_added": key_added},
+        uns={"singular_values": singular_values},
+    )  # fmt: skip
     logger.info("lsi: %d components of %d cells x %d peaks", n_comps, adata.n_obs, adata.n_vars)
     return target if copy else None
 

@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._utils._anndata import to_plain
+from .._utils._anndata import copy_of, write_result
 from .._utils._docs import inject_docs
 from .._utils._logging import logger
 from .._utils._validation import (
@@ -18,7 +18,9 @@ from .._utils._validation import (
     check_nonempty,
     check_obs_key,
     check_values,
+    check_writable,
     get_matrix,
+    in_memory,
     looks_like_counts,
 )
 from ..kernels._knn import knn
@@ -113,10 +115,29 @@ def metaneighbor(
     ``"clusters"``, ``"cluster_batches"``
         Row/column labels and the batch of each;
     ``"params"``
-        The parameters of the call.
+        The parameters of the call; next to it ``"seconds"`` and ``"version"``.
+
+    Examples
+    --------
+    >>> import numpy as np, anndata as ad
+    >>> import sctransfer as sct
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.poisson(1.0, (300, 40)).astype(np.float32)
+    >>> types = np.repeat(["a", "b", "c"], 100)
+    >>> for i, t in enumerate("abc"):
+    ...     X[types == t, 10 * i : 10 * i + 10] += 4
+    >>> adata = ad.AnnData(np.log1p(X))
+    >>> adata.obs["batch"] = np.tile(["x", "y"], 150)
+    >>> adata.obs["cell_type"] = types
+    >>> sct.tl.metaneighbor(adata, batch_key="batch", cluster_key="cell_type")
+    >>> adata.uns["metaneighbor"]["clusters"]
+    ['x|a', 'x|b', 'x|c', 'y|a', 'y|b', 'y|c']
+    >>> float(adata.uns["metaneighbor"]["similarity"][0, 3]) > 0.9  # x|a resembles y|a
+    True
     """
     check_nonempty(adata, "adata")
-    X = get_matrix(adata, layer, "adata")
+    check_writable(adata, "adata", copy=copy)
+    X = in_memory(get_matrix(adata, layer, "adata"))
     check_values(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
     batches = _batches(adata, batch_key)
     raw_clusters = check_obs_key(adata, cluster_key, "adata", what="clusters")
@@ -130,22 +151,20 @@ def metaneighbor(
     sim = _metaneighbor(Xn, batch_codes, node_codes, fast=fast)
     labels = [str(nodes.cat.categories[i]) for i in sim.index]
     node_batch = dict(zip(nodes.astype(str), batches, strict=True))
+    params = {
+        "batch_key": batch_key,
+        "cluster_key": cluster_key,
+        "fast": fast,
+        "layer": layer,
+        "key_added": key_added,
+    }
     result = {
         "similarity": sim.to_numpy(),
         "clusters": labels,
         "cluster_batches": [node_batch[c] for c in labels],
-        "params": to_plain(
-            {
-                "batch_key": batch_key,
-                "cluster_key": cluster_key,
-                "fast": fast,
-                "layer": layer,
-                "seconds": time.perf_counter() - start,
-            }
-        ),
     }
-    target = adata.copy() if copy else adata
-    target.uns[key_added] = result
+    target = copy_of(adata) if copy else adata
+    write_result(target, key_added, params=params, start=start, uns=result)
     return target if copy else None
 
 
@@ -354,14 +373,35 @@ def bermuda(
     ``.uns[key_added]``
         ``"params"``; ``"cluster_pairs"`` (matched pairs of cluster labels); ``"similarity"``,
         ``"clusters"`` and ``"cluster_batches"`` (the MetaNeighbor matrix and its labels);
-        ``"genes"`` (the genes used); ``"epochs_trained"`` and ``"seconds"``.
+        ``"genes"`` (the genes used); ``"epochs_trained"``; ``"seconds"``, ``"version"`` and ``"keys"``
+        (the ``.obs``/``.obsm`` keys written, which a re-run with the same key replaces).
+
+    Examples
+    --------
+    >>> import numpy as np, anndata as ad
+    >>> import sctransfer as sct
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.poisson(1.0, (300, 40)).astype(np.float32)
+    >>> types = np.repeat(["a", "b", "c"], 100)
+    >>> for i, t in enumerate("abc"):
+    ...     X[types == t, 10 * i : 10 * i + 10] += 4
+    >>> adata = ad.AnnData(np.log1p(X))
+    >>> adata.obs["batch"] = np.tile(["x", "y"], 150)
+    >>> adata.obs["cell_type"] = types
+    >>> sct.tl.bermuda(adata, batch_key="batch", cluster_key="cell_type", n_top_genes=None, max_epochs=2,
+    ...                enable_progress_bar=False)
+    >>> adata.obsm["X_bermuda"].shape
+    (300, 20)
+    >>> adata.uns["bermuda"]["cluster_pairs"]
+    [['x|a', 'y|a'], ['x|b', 'y|b'], ['x|c', 'y|c']]
     """
     from ..models.bermuda import BERMUDA
     from ..models.bermuda._model import BERMUDAConfig
 
     start = time.perf_counter()
     check_nonempty(adata, "adata")
-    X = get_matrix(adata, layer, "adata")
+    check_writable(adata, "adata", copy=copy)
+    X = in_memory(get_matrix(adata, layer, "adata"))
     check_values(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
     batches = _batches(adata, batch_key)
     if cluster_key is not None:
@@ -414,39 +454,40 @@ def bermuda(
     latent = model.get_latent_representation()
 
     sim = model.similarity_
+    params = {
+        "batch_key": batch_key,
+        "cluster_key": cluster_key,
+        "layer": layer,
+        "n_top_genes": n_top_genes,
+        "min_cells": min_cells,
+        "resolution": resolution,
+        "n_pcs": n_pcs,
+        "n_neighbors": n_neighbors,
+        "similarity_threshold": similarity_threshold,
+        "metaneighbor": metaneighbor,
+        "allow_no_pairs": allow_no_pairs,
+        "faithful": faithful,
+        "max_epochs": max_epochs,
+        "random_state": random_state,
+        "normalised_counts": normalised,
+        "config": model.config_,
+        "key_added": key_added,
+    }
     result = {
-        "params": to_plain(
-            {
-                "batch_key": batch_key,
-                "cluster_key": cluster_key,
-                "layer": layer,
-                "n_top_genes": n_top_genes,
-                "min_cells": min_cells,
-                "resolution": resolution,
-                "n_pcs": n_pcs,
-                "n_neighbors": n_neighbors,
-                "similarity_threshold": similarity_threshold,
-                "metaneighbor": metaneighbor,
-                "allow_no_pairs": allow_no_pairs,
-                "faithful": faithful,
-                "max_epochs": max_epochs,
-                "random_state": random_state,
-                "normalised_counts": normalised,
-                "config": model.config_,
-            }
-        ),
         "cluster_pairs": [list(p) for p in model.cluster_pairs_],
         "clusters": list(model.clusters_),
         "cluster_batches": list(model.cluster_batches_),
         "genes": [str(g) for g in adata.var_names[genes]],
         "epochs_trained": int(model.epochs_trained_),
-        "seconds": time.perf_counter() - start,
     }
     if sim is not None:
         result["similarity"] = sim.to_numpy()
-    target = adata.copy() if copy else adata
-    target.obsm[f"X_{key_added}"] = latent
-    target.obs[f"{key_added}_cluster"] = pd.Categorical(work.obs["cluster"].astype(str).to_numpy())
-    target.uns[key_added] = result
+    target = copy_of(adata) if copy else adata
+    write_result(
+        target, key_added, params=params, start=start, uns=result,
+        obsm={f"X_{key_added}": latent},
+        obs={f"{key_added}_cluster": pd.Categorical(work.obs["cluster"].astype(str).to_numpy())},
+    )  # fmt: skip
+    result = target.uns[key_added]
     logger.info("BERMUDA: done in %.1f s (%d epochs)", result["seconds"], result["epochs_trained"])
     return target if copy else None

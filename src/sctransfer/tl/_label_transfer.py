@@ -13,7 +13,7 @@ import pandas as pd
 from anndata import AnnData
 from mudata import MuData
 
-from .._utils._anndata import check_key_name, write_transfer_result
+from .._utils._anndata import check_key_name, copy_of, write_transfer_result
 from .._utils._docs import inject_docs
 from .._utils._keys import LabelTransferKeys
 from .._utils._logging import logger
@@ -24,7 +24,14 @@ from .._utils._transfer import (
     query_representation,
     reference_codes,
 )
-from .._utils._validation import check_choice, check_int, check_nonempty, get_matrix
+from .._utils._validation import (
+    check_choice,
+    check_int,
+    check_nonempty,
+    check_writable,
+    get_matrix,
+    take_columns,
+)
 from ..kernels._knn import knn, knn_vote
 from ..kernels._pca import joint_pca
 
@@ -89,7 +96,9 @@ def _run_ensemble(inputs: TransferInputs, **settings: Any) -> TransferResult:
         codes=out.codes,
         confidence=out.confidence,
         proba=out.proba,
-        embedding_reference=out.embedding_reference,
+        # the ensemble's joint PCA holds the labelled reference cells only: with unlabelled cells there is
+        # no embedding of every reference cell to write
+        embedding_reference=out.embedding_reference if (inputs.codes >= 0).all() else None,
         embedding_query=out.embedding_query,
         info={"settings": model.settings.to_dict(), **out.info},
         auto_rejected=relative_rejection(out.codes, out.confidence, ENSEMBLE_RELATIVE_THRESHOLD),
@@ -200,8 +209,9 @@ def _run_scjoint(
     max_epochs: int | None = None,
     max_epochs_stage3: int | None = None,
     batch_size: int | None = None,
-    accelerator: str = "auto",
+    accelerator: str | None = None,
     devices: int | list[int] | str = "auto",
+    enable_progress_bar: bool | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
     **config: Any,
 ) -> TransferResult:
@@ -225,9 +235,13 @@ def _run_scjoint(
     if model.classes_ != inputs.classes:  # pragma: no cover - both sort the same labels
         raise RuntimeError("internal error: class order differs between the verb and the model.")
     trainer_kwargs = dict(trainer_kwargs or {})
+    if enable_progress_bar is None:  # trainer_kwargs={"enable_progress_bar": False} keeps working
+        enable_progress_bar = trainer_kwargs.pop("enable_progress_bar", None)
+    trainer_kwargs.pop("enable_progress_bar", None)
     model.train(
         max_epochs, max_epochs_stage3=max_epochs_stage3, batch_size=batch_size,
-        random_state=inputs.random_state, accelerator=accelerator, devices=devices, **trainer_kwargs,
+        random_state=inputs.random_state, accelerator=accelerator, devices=devices,
+        enable_progress_bar=enable_progress_bar, **trainer_kwargs,
     )  # fmt: skip
     frame, proba = model.predict()
     z = model.get_latent_representation()
@@ -309,7 +323,7 @@ def label_transfer(
         The query AnnData. Leave ``None`` when ``data`` is a MuData.
     labels_key
         ``.obs`` column of the reference with the labels (strings or categories). Reference cells with a
-        missing label are embedded but never vote.
+        missing label never vote (``knn`` and ``scjoint`` still embed them; the ensemble leaves them out).
     method
         ``"ensemble"``, ``"knn"``, ``"scjoint"`` or ``"castle"``.
     rna_mod, atac_mod
@@ -347,7 +361,8 @@ def label_transfer(
         ``mapping``). ``knn``:
         ``n_comps`` (50), ``metric`` (``"cosine"``) and ``backend`` (``"exact"``, or
         ``"pynndescent"`` for very large references). ``scjoint``: ``max_epochs``, ``max_epochs_stage3``,
-        ``batch_size``, ``accelerator``, ``devices``, ``trainer_kwargs`` and any field of
+        ``batch_size``, ``accelerator``, ``devices``, ``enable_progress_bar`` (``None`` follows
+        ``sct.settings.progress_bar``), ``trainer_kwargs`` and any field of
         :class:`~sctransfer.models.scjoint.SCJointConfig`. ``castle``: the options of
         :class:`~sctransfer.models.CaSTLe` (``mode``, ``reference``, ``n_features``, ``threshold``, ...).
 
@@ -369,7 +384,8 @@ def label_transfer(
         ``query.uns[key_added]["classes"]``).
     ``query.obsm[f"X_{{key_added}}"]``
         The joint embedding (``ensemble``, ``knn``: the joint PCA; ``scjoint``: its encoder's space), also
-        written into the reference unless ``copy=True`` with two AnnData objects.
+        written into the reference unless ``copy=True`` with two AnnData objects, the reference is a view,
+        or (``ensemble``, whose joint PCA holds the labelled cells only) some reference cells have no label.
     ``query.obs[f"{{key_added}}_probability"]``, ``query.obs[f"{{key_added}}_similarity"]``
         ``scjoint`` only: the calibrated vote share and the similarity to the voting neighbours.
     ``query.uns[key_added]``
@@ -425,13 +441,9 @@ def label_transfer(
         )
     if not isinstance(adata_query, AnnData):
         raise TypeError(f"the query must be an AnnData object, got {type(adata_query).__name__}.")
+    check_writable(adata_query, "the query", copy=copy)
     if copy:
-        adata_query = adata_query.copy()
-    elif adata_query.is_view:
-        raise ValueError(
-            "the query is a view of another AnnData (for example adata[mask]), so results cannot be written "
-            "into it; pass adata[mask].copy(), or copy=True."
-        )
+        adata_query = copy_of(adata_query)
     _transfer(data, adata_query, **options, extra_params={}, write_reference=not copy)
     return adata_query if copy else None
 
@@ -489,10 +501,10 @@ def _transfer(
     )
     X_ref_log, scale_ref = log_values(reference, layer, match.reference_index, "the reference")
     X_query_log, scale_query = log_values(query, query_layer, match.query_index, "the query")
-    X_ref = get_matrix(reference, layer, "the reference")[:, match.reference_index]
-    X_query = get_matrix(query, query_layer, "the query")[:, match.query_index]
+    X_ref = take_columns(get_matrix(reference, layer, "the reference"), match.reference_index)
+    X_query = take_columns(get_matrix(query, query_layer, "the query"), match.query_index)
     n_labelled = int((codes >= 0).sum())
-    if n_neighbors > n_labelled:
+    if method != "castle" and n_neighbors > n_labelled:  # CaSTLe has no neighbours (sct.tl.castle no option)
         raise ValueError(
             f"n_neighbors={n_neighbors} is larger than the number of labelled reference cells "
             f"({n_labelled}); lower n_neighbors."
@@ -500,7 +512,8 @@ def _transfer(
     if n_labelled < reference.n_obs:
         warnings.warn(
             f"{reference.n_obs - n_labelled} of {reference.n_obs} reference cells have no label in "
-            f"obs[{labels_key!r}]; they are embedded but never used as labels.",
+            f"obs[{labels_key!r}]; they are never used as labels"
+            + (" (nor embedded)." if method == "ensemble" else "."),
             UserWarning,
             stacklevel=3,
         )
@@ -570,6 +583,15 @@ def _transfer(
         embedding=result.embedding_query, extra_obs=result.extra_obs, uns=uns, start=start,
     )  # fmt: skip
     if write_reference and result.embedding_reference is not None:
-        reference.obsm[keys.embedding] = result.embedding_reference
+        if reference.is_view:
+            # writing would turn the view into a copy (or fail for a view of a backed AnnData)
+            warnings.warn(
+                f"the reference is a view of another AnnData, so the joint embedding is not written into it "
+                f"(.obsm[{keys.embedding!r}]); pass a copy (reference[mask].copy()) to keep it.",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            reference.obsm[keys.embedding] = result.embedding_reference
     logger.info("label transfer done in %.1f s", query.uns[keys.uns]["seconds"])
     return keys

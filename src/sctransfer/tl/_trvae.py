@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from anndata import AnnData
 
-from .._utils._anndata import copy_of, to_plain
+from .._utils._anndata import check_key_name, copy_of, write_result
 from .._utils._docs import inject_docs
-from .._utils._keys import TRVAE_EMBEDDING_KEY, embedding_uns_key
+from .._utils._keys import TRVAE_KEY, embedding_uns_key
 from .._utils._logging import logger
 from .._utils._validation import check_nonempty, check_obs_key, check_writable, get_matrix
 
@@ -28,18 +28,19 @@ def trvae(
     max_epochs: int | None = None,
     batch_size: int | None = None,
     accelerator: str | None = None,
-    key_added: str = TRVAE_EMBEDDING_KEY,
+    key_added: str = TRVAE_KEY,
     random_state: int = 0,
     copy: bool = False,
     enable_progress_bar: bool | None = None,
     **config: Any,
-) -> TRVAE | tuple[AnnData, TRVAE]:
+) -> AnnData | None:
     """Train trVAE across the conditions of ``adata`` and store its latent representation.
 
-    Trains :class:`sctransfer.models.TRVAE` on every cell, then writes the posterior mean of ``z``. The
-    returned model predicts cells under another condition with
-    :meth:`~sctransfer.models.TRVAE.predict` and maps new conditions with
-    :meth:`~sctransfer.models.TRVAE.load_query_data`.
+    Trains :class:`sctransfer.models.TRVAE` on every cell, then writes the posterior mean of ``z``. Like
+    every verb it returns no model: to predict cells under another condition
+    (:meth:`~sctransfer.models.TRVAE.predict`), map new conditions
+    (:meth:`~sctransfer.models.TRVAE.load_query_data`) or save the model, train the class itself (see
+    its example).
 
     Parameters
     ----------
@@ -58,12 +59,10 @@ def trvae(
     accelerator
         Lightning accelerator; ``None`` uses ``sct.settings.device`` (``"auto"``: a GPU when there is one).
     key_added
-        ``.obsm`` key of the latent representation; the parameters go to ``.uns`` under the same name
-        without its ``"X_"`` prefix.
+        Name of the results: ``.obsm[f"X_{{key_added}}"]`` and ``.uns[key_added]`` (a leading ``"X_"`` is
+        dropped, so ``"X_trvae"`` names the same results as ``"trvae"``).
     {random_state}
-    copy
-        If ``False`` (default) write into ``adata`` and return the model; if ``True`` leave ``adata``
-        untouched and return the annotated copy with the model.
+    {copy}
     enable_progress_bar
         Show a progress bar over the epochs (on stderr); ``None`` follows ``sct.settings.progress_bar``.
     **config
@@ -72,14 +71,14 @@ def trvae(
 
     Returns
     -------
-    The trained model (with ``copy=True``: ``(annotated copy, model)``). Sets:
+    ``None``, or the annotated copy with ``copy=True``. Sets:
 
-    ``.obsm[key_added]``
+    ``.obsm[f"X_{{key_added}}"]``
         Posterior mean of the latent ``z`` of every cell (``n_cells x n_latent``).
-    ``.uns[key_added without "X_"]``
+    ``.uns[key_added]``
         ``params`` (every setting, resolved from the preset, plus ``condition_key``, ``layer``,
-        ``random_state``), ``conditions`` (in code order) and ``training`` (epochs, best epoch,
-        seconds, split sizes).
+        ``random_state``), ``conditions`` (in code order), ``training`` (epochs, best epoch, seconds,
+        split sizes), ``seconds``, ``version`` and ``keys``.
 
     Examples
     --------
@@ -88,49 +87,99 @@ def trvae(
     >>> rng = np.random.default_rng(0)
     >>> adata = ad.AnnData(rng.gamma(2.0, 1.0, (120, 30)).astype(np.float32))
     >>> adata.obs["stim"] = np.repeat(["CTRL", "STIM"], 60)
-    >>> model = sct.tl.trvae(adata, condition_key="stim", max_epochs=2, enable_progress_bar=False,
-    ...                      encoder_layers=[16], decoder_layers=[16], n_latent=4)
+    >>> sct.tl.trvae(adata, condition_key="stim", max_epochs=2, enable_progress_bar=False,
+    ...              encoder_layers=[16], decoder_layers=[16], n_latent=4)
     >>> adata.obsm["X_trvae"].shape
     (120, 4)
     """
-    from ..models.trvae import TRVAE
+    target, _ = fit_and_write(
+        adata, condition_key=condition_key, layer=layer, preset=preset, max_epochs=max_epochs,
+        batch_size=batch_size, accelerator=accelerator, key_added=key_added, random_state=random_state,
+        copy=copy, enable_progress_bar=enable_progress_bar, **config,
+    )  # fmt: skip
+    return target if copy else None
 
+
+def fit_and_write(
+    adata: AnnData,
+    *,
+    condition_key: str,
+    layer: str | None = None,
+    preset: str = "default",
+    max_epochs: int | None = None,
+    batch_size: int | None = None,
+    accelerator: str | None = None,
+    key_added: str = TRVAE_KEY,
+    random_state: int = 0,
+    copy: bool = False,
+    enable_progress_bar: bool | None = None,
+    **config: Any,
+) -> tuple[AnnData, TRVAE]:
+    """:func:`trvae`, returning the annotated AnnData and the trained model (the command line saves it)."""
     check_nonempty(adata, "adata")
     check_writable(adata, "adata", copy=copy)
     check_obs_key(adata, condition_key, "adata", what="condition")
-    X = get_matrix(adata, layer, "adata")
-    if copy:
-        adata = copy_of(adata)
-        X = get_matrix(adata, layer, "adata")
-    # the model registers its own light AnnData (the same matrix, not a copy) so that scvi-tools' set-up
-    # columns never land in the user's object
-    obs = pd.DataFrame({condition_key: adata.obs[condition_key].to_numpy()}, index=adata.obs_names)
-    work = AnnData(X=X, obs=obs, var=pd.DataFrame(index=adata.var_names.copy()))
-    TRVAE.setup_anndata(work, condition_key=condition_key)
+    key = embedding_uns_key(key_added)
+    check_key_name(key)
+    target = copy_of(adata) if copy else adata
     start = time.perf_counter()
-    model = TRVAE(work, preset=preset, **config)
-    model.train(
-        max_epochs, batch_size=batch_size, random_state=random_state, accelerator=accelerator,
-        enable_progress_bar=enable_progress_bar,
+    model = train_trvae(
+        target, condition_key=condition_key, layer=layer, preset=preset, max_epochs=max_epochs,
+        batch_size=batch_size, accelerator=accelerator, random_state=random_state,
+        enable_progress_bar=enable_progress_bar, **config,
     )  # fmt: skip
     latent = model.get_latent_representation()
-    seconds = time.perf_counter() - start
-    adata.obsm[key_added] = latent
     params = {
         "condition_key": condition_key,
         "layer": layer,
         "preset": preset,
         "random_state": random_state,
-        "key_added": key_added,
+        "key_added": key,
         **model.config_,
     }
-    adata.uns[embedding_uns_key(key_added)] = to_plain(
-        {
-            "params": params,
+    write_result(
+        target, key, params=params, start=start, obsm={f"X_{key}": latent},
+        uns={
             "conditions": list(model.conditions_),
             "training": {k: v for k, v in model.train_info_.items() if v is not None},
-            "seconds": seconds,
-        }
+        },
+    )  # fmt: skip
+    logger.info(
+        "trVAE: latent of %d cells written to .obsm['X_%s'] in %.1f s",
+        target.n_obs,
+        key,
+        target.uns[key]["seconds"],
     )
-    logger.info("trVAE: latent of %d cells written to .obsm[%r] in %.1f s", adata.n_obs, key_added, seconds)
-    return (adata, model) if copy else model
+    return target, model
+
+
+def train_trvae(
+    adata: AnnData,
+    *,
+    condition_key: str,
+    layer: str | None,
+    preset: str,
+    max_epochs: int | None,
+    batch_size: int | None,
+    accelerator: str | None,
+    random_state: int,
+    enable_progress_bar: bool | None,
+    **config: Any,
+) -> TRVAE:
+    """Train :class:`~sctransfer.models.TRVAE` on ``adata`` as :func:`trvae` does, and return the model.
+
+    The model registers its own light AnnData (the same matrix, not a copy), so that scvi-tools' set-up
+    columns never land in the user's object. The command line uses it to save the model it trains.
+    """
+    from ..models.trvae import TRVAE
+
+    X = get_matrix(adata, layer, "adata")
+    obs = pd.DataFrame({condition_key: adata.obs[condition_key].to_numpy()}, index=adata.obs_names)
+    work = AnnData(X=X, obs=obs, var=pd.DataFrame(index=adata.var_names.copy()))
+    TRVAE.setup_anndata(work, condition_key=condition_key)
+    model = TRVAE(work, preset=preset, **config)
+    model.train(
+        max_epochs, batch_size=batch_size, random_state=random_state, accelerator=accelerator,
+        enable_progress_bar=enable_progress_bar,
+    )  # fmt: skip
+    return model

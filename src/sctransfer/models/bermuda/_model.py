@@ -14,12 +14,12 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
-from scvi.model.base import BaseModelClass
 
 from ..._utils._logging import logger
 from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import check_int
 from ...kernels._metaneighbor import metaneighbor, select_cluster_pairs
+from .._base import NeuralModel
 from ._data import SAMPLERS, ClusterBalancedDataModule, epoch_steps
 from ._module import BATCH_CODE_KEY, CLUSTER_CODE_KEY, BERMUDAModule
 from ._plan import BERMUDATrainingPlan, PlateauStopping
@@ -97,7 +97,7 @@ DEFAULT = BERMUDAConfig(
 )
 
 
-class BERMUDA(BaseModelClass):
+class BERMUDA(NeuralModel):
     """BERMUDA: batch alignment by an autoencoder whose codes are pulled together between matched clusters.
 
     Every batch is clustered separately; MetaNeighbor scores how similar the clusters of different

@@ -13,13 +13,13 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
-from scvi.model.base import BaseModelClass
 from sklearn.isotonic import IsotonicRegression
 
 from ..._utils._logging import logger
 from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import check_int
 from ...kernels._knn import knn, knn_vote
+from .._base import NeuralModel
 from ._data import TwoDomainDataModule
 from ._module import SCJointModule
 from ._plan import SCJointTrainingPlan
@@ -129,7 +129,7 @@ def build_joint_anndata(
     return joint
 
 
-class SCJoint(BaseModelClass):
+class SCJoint(NeuralModel):
     """scJoint: co-training of labelled scRNA-seq and unlabelled scATAC-seq in one embedding.
 
     A linear encoder shared by both modalities maps the shared genes to a 64-d space. Stage 1 trains it

@@ -16,12 +16,12 @@ from lightning.pytorch.callbacks import EarlyStopping
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
-from scvi.model.base import BaseModelClass
 
 from ..._utils._anndata import to_plain
 from ..._utils._logging import logger
 from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import check_int, check_obs_key, check_values, get_matrix
+from .._base import NeuralModel
 from ._data import TRVAEDataModule, dense_rows
 from ._module import TRVAEModule
 from ._plan import RestoreBest, TRVAETrainingPlan
@@ -180,7 +180,7 @@ def _gene_index(names: pd.Index, genes: list[str], what: str) -> np.ndarray | No
     return names.get_indexer(genes)
 
 
-class TRVAE(BaseModelClass):
+class TRVAE(NeuralModel):
     """trVAE: a conditional VAE whose conditions are aligned by an MMD penalty.
 
     The condition (for example CTRL/STIM, or the batch) enters the first layer of the encoder and of the
@@ -206,6 +206,28 @@ class TRVAE(BaseModelClass):
     **config
         Overrides of single settings of the preset (fields of :class:`TRVAEConfig`), for example
         ``mmd_on="z"`` or ``legacy_pairing=True``.
+
+    Examples
+    --------
+    Train, predict the control cells under the stimulus, and keep the model (``sct.tl.trvae`` writes
+    the latent representation only):
+
+    >>> import tempfile
+    >>> import numpy as np, anndata as ad
+    >>> import sctransfer as sct
+    >>> rng = np.random.default_rng(0)
+    >>> adata = ad.AnnData(rng.gamma(2.0, 1.0, (120, 30)).astype(np.float32))
+    >>> adata.obs["stim"] = np.repeat(["CTRL", "STIM"], 60)
+    >>> model = sct.models.TRVAE(adata, condition_key="stim", encoder_layers=[16], decoder_layers=[16], n_latent=4)
+    >>> model.train(max_epochs=2, enable_progress_bar=False)
+    >>> predicted = model.predict(adata[adata.obs["stim"] == "CTRL"], target_condition="STIM")
+    >>> predicted.shape
+    (60, 30)
+    >>> with tempfile.TemporaryDirectory() as directory:
+    ...     model.save(directory, overwrite=True)
+    ...     loaded = sct.models.TRVAE.load(directory, adata=adata)
+    >>> loaded.conditions_
+    ['CTRL', 'STIM']
     """
 
     _module_cls = TRVAEModule
