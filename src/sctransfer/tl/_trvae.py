@@ -93,11 +93,15 @@ def trvae(
     (120, 4)
     """
     target, _ = fit_and_write(
-        adata, condition_key=condition_key, layer=layer, preset=preset, max_epochs=max_epochs,
-        batch_size=batch_size, accelerator=accelerator, key_added=key_added, random_state=random_state,
-        copy=copy, enable_progress_bar=enable_progress_bar, **config,
+        adata, condition_key=condition_key, layer=layer, preset=preset, key_added=key_added,
+        random_state=random_state, copy=copy, max_epochs=max_epochs, batch_size=batch_size,
+        accelerator=accelerator, enable_progress_bar=enable_progress_bar, **config,
     )  # fmt: skip
     return target if copy else None
+
+
+#: options of :meth:`sctransfer.models.TRVAE.train` among the verb's keywords (the rest configure the model)
+_TRAIN_OPTIONS = ("max_epochs", "batch_size", "accelerator", "enable_progress_bar")
 
 
 def fit_and_write(
@@ -106,16 +110,17 @@ def fit_and_write(
     condition_key: str,
     layer: str | None = None,
     preset: str = "default",
-    max_epochs: int | None = None,
-    batch_size: int | None = None,
-    accelerator: str | None = None,
     key_added: str = TRVAE_KEY,
     random_state: int = 0,
     copy: bool = False,
-    enable_progress_bar: bool | None = None,
-    **config: Any,
+    **options: Any,
 ) -> tuple[AnnData, TRVAE]:
-    """:func:`trvae`, returning the annotated AnnData and the trained model (the command line saves it)."""
+    """:func:`trvae`, returning the annotated AnnData and the trained model (the command line saves it).
+
+    ``options`` are the training options of :func:`trvae` (``max_epochs``, ...) and the model settings.
+    """
+    from ..models.trvae import TRVAE
+
     check_nonempty(adata, "adata")
     check_writable(adata, "adata", copy=copy)
     check_obs_key(adata, condition_key, "adata", what="condition")
@@ -123,11 +128,16 @@ def fit_and_write(
     check_key_name(key)
     target = copy_of(adata) if copy else adata
     start = time.perf_counter()
-    model = train_trvae(
-        target, condition_key=condition_key, layer=layer, preset=preset, max_epochs=max_epochs,
-        batch_size=batch_size, accelerator=accelerator, random_state=random_state,
-        enable_progress_bar=enable_progress_bar, **config,
-    )  # fmt: skip
+    # the model registers its own light AnnData (the same matrix, not a copy) so that scvi-tools' set-up
+    # columns never land in the user's object
+    obs = pd.DataFrame({condition_key: target.obs[condition_key].to_numpy()}, index=target.obs_names)
+    work = AnnData(
+        X=get_matrix(target, layer, "adata"), obs=obs, var=pd.DataFrame(index=target.var_names.copy())
+    )
+    TRVAE.setup_anndata(work, condition_key=condition_key)
+    train = {name: options.pop(name) for name in _TRAIN_OPTIONS if name in options}
+    model = TRVAE(work, preset=preset, **options)
+    model.train(random_state=random_state, **train)
     latent = model.get_latent_representation()
     params = {
         "condition_key": condition_key,
@@ -151,35 +161,3 @@ def fit_and_write(
         target.uns[key]["seconds"],
     )
     return target, model
-
-
-def train_trvae(
-    adata: AnnData,
-    *,
-    condition_key: str,
-    layer: str | None,
-    preset: str,
-    max_epochs: int | None,
-    batch_size: int | None,
-    accelerator: str | None,
-    random_state: int,
-    enable_progress_bar: bool | None,
-    **config: Any,
-) -> TRVAE:
-    """Train :class:`~sctransfer.models.TRVAE` on ``adata`` as :func:`trvae` does, and return the model.
-
-    The model registers its own light AnnData (the same matrix, not a copy), so that scvi-tools' set-up
-    columns never land in the user's object. The command line uses it to save the model it trains.
-    """
-    from ..models.trvae import TRVAE
-
-    X = get_matrix(adata, layer, "adata")
-    obs = pd.DataFrame({condition_key: adata.obs[condition_key].to_numpy()}, index=adata.obs_names)
-    work = AnnData(X=X, obs=obs, var=pd.DataFrame(index=adata.var_names.copy()))
-    TRVAE.setup_anndata(work, condition_key=condition_key)
-    model = TRVAE(work, preset=preset, **config)
-    model.train(
-        max_epochs, batch_size=batch_size, random_state=random_state, accelerator=accelerator,
-        enable_progress_bar=enable_progress_bar,
-    )  # fmt: skip
-    return model
