@@ -18,7 +18,7 @@ endif
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.venv/numba_cache
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test lint format bench clean docs tutorials
+.PHONY: install demo test test-latest lint format bench clean docs tutorials
 
 install: $(STAMP)
 
@@ -35,6 +35,28 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
+
+# The newest stack, on demand only (not in CI): Python 3.12 in its own .venv-latest, never .venv.
+# No constraints.txt there (it pins the 3.11 CPU torch): torch comes from PyPI's default index, a
+# large build of several GB, then the newest scanpy, anndata, scvi-tools and mudata beside the package.
+# PYENV_VERSION lets a pyenv shim find python3.12 when the global version is 3.11; elsewhere it is unused.
+PYTHON_LATEST ?= python3.12
+LATEST_VENV ?= .venv-latest
+LATEST_BIN := $(LATEST_VENV)/bin
+LATEST_STAMP := $(LATEST_VENV)/.sctransfer-installed
+LATEST_PIP := $(LATEST_BIN)/python -m pip
+LATEST_PIP_FLAGS := --disable-pip-version-check -q
+
+$(LATEST_STAMP): pyproject.toml
+	@test -x $(LATEST_BIN)/python || PYENV_VERSION=3.12 $(PYTHON_LATEST) -m venv $(LATEST_VENV)
+	$(LATEST_PIP) install $(LATEST_PIP_FLAGS) --upgrade pip
+	# torch first, alone, from the default index
+	$(LATEST_PIP) install $(LATEST_PIP_FLAGS) -U torch
+	$(LATEST_PIP) install $(LATEST_PIP_FLAGS) -U -e ".[test]" scanpy anndata scvi-tools mudata
+	@touch $(LATEST_STAMP)
+
+test-latest: $(LATEST_STAMP)
+	NUMBA_CACHE_DIR=$(abspath $(LATEST_VENV))/numba_cache $(LATEST_BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -83,6 +105,8 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/import_time.py
+	$(BIN)/python benchmarks/label_transfer.py
 	$(BIN)/python benchmarks/label_transfer_mop.py
 	$(BIN)/python benchmarks/knn_speed.py
 	$(BIN)/python benchmarks/gene_activity.py
@@ -93,4 +117,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/trvae_kang_diagnosis.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache docs/_build docs/generated docs/api docs/tutorials/*.ipynb docs/tutorials/timings.json
+	rm -rf $(VENV) $(LATEST_VENV) demo_output .pytest_cache .ruff_cache docs/_build docs/generated docs/api docs/tutorials/*.ipynb docs/tutorials/timings.json
