@@ -1161,7 +1161,8 @@ def _run_trvae_predict(run: Run) -> None:
     import torch
     from anndata import AnnData
 
-    from ._utils._validation import get_matrix
+    from ._utils._transfer import check_unique_names
+    from ._utils._validation import get_matrix, take_columns
     from .models import TRVAE
 
     adata = run.read("--input", args.input)
@@ -1187,7 +1188,8 @@ def _run_trvae_predict(run: Run) -> None:
                     "pass --source-condition"
                 )
             obs[condition_key] = args.source_condition
-        X = get_matrix(adata, layer, "the input")[:, adata.var_names.get_indexer(genes)]
+        check_unique_names(adata, "--input")
+        X = take_columns(get_matrix(adata, layer, "the input"), adata.var_names.get_indexer(genes))
         work = AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(genes)))
         with run.progress.step("trVAE prediction"):
             model = TRVAE.load(str(model_dir), adata=work, accelerator="cpu")
