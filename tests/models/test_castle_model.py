@@ -1,5 +1,6 @@
 import math
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -440,3 +441,15 @@ def test_no_shared_gene_after_the_filter(pair):
     renamed.var_names = [f"peak_{i}" for i in range(target.n_vars)]
     with pytest.raises(ValueError, match="share no gene names"):
         fit(source, renamed)
+
+
+def test_fit_and_predict_read_backed_data(pair, tmp_path):
+    source, target = pair
+    target = target[:, target.var_names[::-1]].copy()  # the shared genes in another order than the source
+    source.write_h5ad(tmp_path / "s.h5ad")
+    target.write_h5ad(tmp_path / "t.h5ad")
+    in_memory = fit(source, target).predict(target)
+    backed_source = ad.read_h5ad(tmp_path / "s.h5ad", backed="r")
+    backed_target = ad.read_h5ad(tmp_path / "t.h5ad", backed="r")
+    backed = fit(backed_source, backed_target).predict(backed_target)
+    np.testing.assert_array_equal(backed, in_memory)

@@ -456,6 +456,10 @@ def bermuda(
         "normalised_counts": normalised,
         "config": model.config_,
         "key_added": key_added,
+        # the trainer options of plain type (callbacks and the like cannot be stored)
+        "train_kwargs": {
+            k: v for k, v in train_kwargs.items() if isinstance(v, str | int | float | bool | None)
+        },
     }
     result = {
         "cluster_pairs": [list(p) for p in model.cluster_pairs_],

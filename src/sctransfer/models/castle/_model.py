@@ -24,6 +24,7 @@ from ..._utils._validation import (
     check_obs_key,
     check_values,
     get_matrix,
+    in_memory,
 )
 from . import _features as F
 from ._settings import CASTLE_DOCS, UNKNOWN_PATTERN, CaSTLeSettings, resolve_settings
@@ -115,7 +116,7 @@ def _resolve_log_base(adata: AnnData, setting: float | str, name: str) -> float:
 
 def _dataset(adata: AnnData, layer: str | None, settings: CaSTLeSettings, name: str) -> _Dataset:
     check_nonempty(adata, name)
-    X = get_matrix(adata, layer, name)
+    X = in_memory(get_matrix(adata, layer, name))  # a backed matrix is read once: CaSTLe uses all of it
     check_values(X, f"{name} values")
     keys = _gene_keys(adata.var_names, settings.gene_case, name)
     base = _resolve_log_base(adata, settings.log_base, name)
