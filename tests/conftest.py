@@ -54,3 +54,16 @@ def assert_unchanged(adata: ad.AnnData, before: dict) -> None:
     assert after["var_names"] == before["var_names"]
     assert after["obsm"] == before["obsm"]
     assert after["uns"] == before["uns"]
+
+
+def assert_plain(value, where: str = "params") -> None:
+    """Fail unless ``value`` is built from plain Python types only (what write_h5ad and JSON accept)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert isinstance(key, str), f"{where}: key {key!r} is not a str"
+            assert_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            assert_plain(item, f"{where}[{i}]")
+    else:
+        assert value is None or type(value) in (str, int, float, bool), f"{where}: {type(value).__name__}"

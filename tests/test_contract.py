@@ -16,21 +16,7 @@ import pandas as pd
 import pytest
 
 import sctransfer as sct
-from tests.conftest import assert_unchanged, snapshot
-
-PLAIN = (str, int, float, bool, type(None))
-
-
-def _assert_plain(value, where="params"):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            assert isinstance(k, str), f"{where}: key {k!r} is not a string"
-            _assert_plain(v, f"{where}[{k!r}]")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _assert_plain(v, f"{where}[{i}]")
-    else:
-        assert isinstance(value, PLAIN) and not isinstance(value, np.generic), f"{where}: {type(value)}"
+from tests.conftest import assert_plain, assert_unchanged, snapshot
 
 
 def _batches() -> ad.AnnData:
@@ -135,7 +121,7 @@ def test_verb_keeps_the_contract(name, tmp_path):
     assert verb.call(data, "res") is None  # every verb returns None (copy=False)
 
     uns = target.uns["res"]
-    _assert_plain(uns["params"])
+    assert_plain(uns["params"])
     assert uns["params"]["key_added"] == "res"
     assert uns["seconds"] >= 0 and uns["version"] == sct.__version__
     written = uns["keys"]
@@ -186,7 +172,7 @@ def test_gene_activity_records_the_contract(tmp_path):
     out = sct.pp.gene_activity(peaks, annotation=annotation)
     assert_unchanged(peaks, before)
     uns = out.uns["gene_activity"]
-    _assert_plain(uns["params"])
+    assert_plain(uns["params"])
     assert uns["version"] == sct.__version__ and uns["seconds"] >= 0
     out.write_h5ad(tmp_path / "ga.h5ad")
     assert ad.read_h5ad(tmp_path / "ga.h5ad").uns["gene_activity"]["params"] == uns["params"]

@@ -45,6 +45,7 @@ from tests._strategies import (
     snapshot,
     specs,
 )
+from tests.conftest import assert_plain
 
 SRC = str(Path(sct.__file__).parent)
 SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
@@ -119,17 +120,17 @@ def _mostly(valid: Any, *special: Any) -> st.SearchStrategy:
     return st.tuples(st.integers(0, 5), valid, awkward).map(lambda t: t[2] if t[0] == 3 else t[1])
 
 
-def assert_plain(value: Any, where: str = "params") -> None:
-    """Fail unless ``value`` is built from plain Python types only (what write_h5ad and JSON accept)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert isinstance(key, str), f"{where}: key {key!r} is not a str"
-            assert_plain(item, f"{where}[{key!r}]")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            assert_plain(item, f"{where}[{i}]")
+def checked_target(adata, parent, before, before_parent, out, err, copy, **new_keys) -> Any:
+    """Check that the inputs changed only in ``new_keys`` (in place) or not at all; return the annotated object."""
+    if err is None and not copy:
+        assert_unchanged(adata, before, **new_keys)
+        written = adata
     else:
-        assert value is None or type(value) in (str, int, float, bool), f"{where}: {type(value).__name__}"
+        assert_unchanged(adata, before)
+        written = out
+    if parent is not None:
+        assert_unchanged(parent, before_parent)
+    return written
 
 
 def expected_classes(reference: ad.AnnData, labels_key: str = LABELS_KEY) -> list[str]:
@@ -450,14 +451,7 @@ def test_metaneighbor_works_or_refuses(h5ad_dir, spec, fast_mode, copy):
         sct.tl.metaneighbor, adata, batch_key=BATCH_KEY, cluster_key=LABELS_KEY, fast=fast_mode,
         key_added="mn", copy=copy,
     )  # fmt: skip
-    if err is None and not copy:
-        assert_unchanged(adata, before, new_uns=("mn",))
-        written = adata
-    else:
-        assert_unchanged(adata, before)
-        written = out
-    if parent is not None:
-        assert_unchanged(parent, before_parent)
+    written = checked_target(adata, parent, before, before_parent, out, err, copy, new_uns=("mn",))
     if err is None:
         result = written.uns["mn"]
         sim = np.asarray(result["similarity"])
@@ -482,14 +476,9 @@ def test_lsi_works_or_refuses(h5ad_dir, spec, n_comps, drop_first, copy):
     adata, parent = build(spec, h5ad_dir)
     before, before_parent = snapshots(adata, parent)
     out, err = attempt(sct.pp.lsi, adata, n_comps=n_comps, drop_first=drop_first, copy=copy)
-    if err is None and not copy:
-        assert_unchanged(adata, before, new_obsm=("X_lsi",), new_uns=("lsi",))
-        written = adata
-    else:
-        assert_unchanged(adata, before)
-        written = out
-    if parent is not None:
-        assert_unchanged(parent, before_parent)
+    written = checked_target(
+        adata, parent, before, before_parent, out, err, copy, new_obsm=("X_lsi",), new_uns=("lsi",)
+    )
     if err is None:
         emb = written.obsm["X_lsi"]
         assert emb.shape == (adata.n_obs, n_comps) and emb.dtype == np.float32
