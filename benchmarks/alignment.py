@@ -98,16 +98,16 @@ def main() -> None:
         methods = {"uncorrected PCA": (pcs, t_pca, {})}
         t = time.perf_counter()
         methods["Harmony"] = (harmony(pcs, adata, batch_key, args.seed), t_pca + time.perf_counter() - t, {})
-        presets = [("BERMUDA default", False)]
+        presets = [("BERMUDA default", "default")]
         if not args.skip_faithful and (name == "kang" or args.faithful_all):
-            presets.append(("BERMUDA faithful", True))
-        for label, faithful in presets:
+            presets.append(("BERMUDA faithful", "faithful"))
+        for label, preset in presets:
             work = adata.copy()
             t = time.perf_counter()
             sct.tl.bermuda(
                 work,
                 batch_key=batch_key,
-                faithful=faithful,
+                preset=preset,
                 random_state=args.seed,
                 enable_progress_bar=False,
             )

@@ -67,14 +67,14 @@ CASTLE_VARIANTS = {
     "CaSTLe default without class weights": {"class_weight": "none"},
     "CaSTLe default + self-training (1 round)": {"self_training": 1},
     "CaSTLe default + self-training (2 rounds)": {"self_training": 2},
-    "CaSTLe reference (one-vs-rest)": {"reference": True},
-    "CaSTLe reference, multiclass": {"reference": True, "mode": "multiclass"},
+    "CaSTLe reference (one-vs-rest)": {"preset": "faithful"},
+    "CaSTLe reference, multiclass": {"preset": "faithful", "mode": "multiclass"},
 }
 REJECTION_TYPES = ["B", "CD4 T", "CD8 T", "Mono", "NK"]
 REJECTION_PRESETS = {
     "default": {},
     "default + self-training (1 round)": {"self_training": 1},
-    "reference": {"reference": True},
+    "reference": {"preset": "faithful"},
 }
 SEED_VARIANTS = {
     "CaSTLe default (one-vs-rest, threshold 0.5)": {},

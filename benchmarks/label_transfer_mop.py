@@ -117,7 +117,7 @@ def main() -> None:
             ref, query, labels_key, "scjoint", unknown_threshold=None
         ),
         "sctransfer scjoint (faithful=True)": lambda: run_sctransfer(
-            ref, query, labels_key, "scjoint", faithful=True
+            ref, query, labels_key, "scjoint", preset="faithful"
         ),
         "sctransfer knn (joint PCA + exact kNN, k=30)": lambda: run_sctransfer(ref, query, labels_key, "knn"),
         "baseline: joint PCA + kNN (scikit-learn, k=30)": lambda: baseline_joint_pca_knn(

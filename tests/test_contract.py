@@ -176,3 +176,33 @@ def test_gene_activity_records_the_contract(tmp_path):
     assert uns["version"] == sct.__version__ and uns["seconds"] >= 0
     out.write_h5ad(tmp_path / "ga.h5ad")
     assert ad.read_h5ad(tmp_path / "ga.h5ad").uns["gene_activity"]["params"] == uns["params"]
+
+
+def _preset_calls():
+    """(verb, preset, call): every preset of every verb that has presets."""
+    from sctransfer.models.bermuda import PRESETS as BERMUDA_PRESETS
+    from sctransfer.models.castle._settings import PRESETS as CASTLE_PRESETS
+    from sctransfer.models.scjoint import PRESETS as SCJOINT_PRESETS
+    from sctransfer.models.trvae import PRESETS as TRVAE_PRESETS
+
+    scjoint = {"method": "scjoint", "max_epochs": 1, "max_epochs_stage3": 1, "enable_progress_bar": False}
+    calls = [("label_transfer", p, VERBS["label_transfer"], scjoint) for p in SCJOINT_PRESETS]
+    calls += [("castle", p, VERBS["castle"], {}) for p in CASTLE_PRESETS]
+    calls += [("bermuda", p, VERBS["bermuda"], {}) for p in BERMUDA_PRESETS]
+    calls += [("trvae", p, VERBS["trvae"], {}) for p in TRVAE_PRESETS]
+    return [
+        pytest.param(verb, preset, options, id=f"{name}-{preset}") for name, preset, verb, options in calls
+    ]
+
+
+@pytest.mark.parametrize(("verb", "preset", "options"), _preset_calls())
+def test_every_preset_records_plain_params(verb, preset, options, tmp_path):
+    data, target = verb.prepare()
+    target = _annotated(data, target)
+    verb.call(data, "res", preset=preset, **options)
+    params = target.uns["res"]["params"]
+    assert params["preset"] == preset and not {"faithful", "reference"} & set(params)
+    assert_plain(params)
+    target.write_h5ad(tmp_path / "out.h5ad")
+    back = ad.read_h5ad(tmp_path / "out.h5ad").uns["res"]["params"]
+    assert back["preset"] == preset and set(back) == set(params)

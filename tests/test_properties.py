@@ -331,6 +331,42 @@ def test_check_int(value, minimum):
         assert out == value and type(out) is int
 
 
+def _all_presets() -> dict[str, dict]:
+    from sctransfer.models.bermuda import PRESETS as BERMUDA
+    from sctransfer.models.castle._settings import PRESETS as CASTLE
+    from sctransfer.models.scjoint import PRESETS as SCJOINT
+    from sctransfer.models.trvae import PRESETS as TRVAE
+
+    return {"bermuda": BERMUDA, "castle": CASTLE, "scjoint": SCJOINT, "trvae": TRVAE}
+
+
+@fast(150)
+@given(
+    model=st.sampled_from(["bermuda", "castle", "scjoint", "trvae"]),
+    preset=_mostly(
+        st.sampled_from(["default", "faithful", "paper", "paper_kang", "scarches"]), "Faithful", ""
+    ),
+    alias=st.sampled_from([None, True, False, 1, "yes"]),
+)
+def test_resolve_preset(model, preset, alias):
+    """Any preset name and deprecated switch: the preset's name, or a ValueError naming the choices."""
+    from sctransfer._utils._presets import resolve_preset
+
+    presets = _all_presets()[model]
+    renamed = {"paper_kang": "faithful"} if model == "trvae" else None
+    out, err = attempt(resolve_preset, preset, presets, alias=alias, renamed=renamed)
+    wanted = preset if alias is None else {True: "faithful", False: "default"}.get(alias)
+    if renamed and wanted in renamed:
+        wanted = renamed[wanted]
+    conflict = alias in (True, False) and preset not in ("default", wanted)
+    ok = type(alias) in (bool, type(None)) and not conflict and isinstance(wanted, str) and wanted in presets
+    assert (err is None) == ok, (preset, alias, err)
+    if ok:
+        assert out == wanted
+    elif type(alias) in (bool, type(None)) and not conflict:
+        assert str(list(presets)) in str(err), "the message names the choices"
+
+
 # ------------------------------------------------------------------------------------------ verbs
 def _run_transfer(
     pair: tuple[Spec, Spec],

@@ -158,7 +158,8 @@ def test_scvi_warnings_name_the_users_column():
 
 
 def test_lazy_packages_expose_their_submodules():
-    assert sct.models.scjoint.SCJointConfig is sct.models.SCJoint.__init__.__globals__["SCJointConfig"]
-    assert sct.models.bermuda.DEFAULT.max_epochs > 0
+    assert sct.models.scjoint.SCJoint is sct.models.SCJoint
+    assert sct.models.scjoint.PRESETS is sct.models.SCJoint.presets
+    assert sct.models.bermuda.PRESETS["default"].max_epochs > 0
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         sct.models.nothing  # noqa: B018

@@ -9,7 +9,7 @@ import torch
 import sctransfer as sct
 from sctransfer.kernels import mmd2
 from sctransfer.kernels._mmd import BERMUDA_BANDWIDTHS
-from sctransfer.models.bermuda import DEFAULT, FAITHFUL, BERMUDAModule
+from sctransfer.models.bermuda import PRESETS, BERMUDAConfig, BERMUDAModule
 from sctransfer.models.bermuda._data import ClusterBalancedDataModule, epoch_steps, oversample_clusters
 from sctransfer.models.bermuda._plan import BERMUDATrainingPlan, transfer_weight
 
@@ -37,11 +37,21 @@ def adata():
 
 
 def test_presets_follow_the_reference_and_the_fixes():
-    assert FAITHFUL.max_epochs == 2000 and FAITHFUL.batch_size == 50
-    assert FAITHFUL.reset_optimizer_each_epoch and FAITHFUL.lr_halving_epochs == 200
-    assert FAITHFUL.weight_decay == 5e-5 and FAITHFUL.lr == 1e-3 and FAITHFUL.sampler == "oversample"
+    faithful, default = PRESETS["faithful"], PRESETS["default"]
+    assert list(PRESETS) == ["default", "faithful"] and faithful == BERMUDAConfig()
+    assert faithful.max_epochs == 2000 and faithful.batch_size == 50
+    assert faithful.reset_optimizer_each_epoch and faithful.lr_halving_epochs == 200
+    assert faithful.weight_decay == 5e-5 and faithful.lr == 1e-3 and faithful.sampler == "oversample"
     assert (
-        not DEFAULT.reset_optimizer_each_epoch and DEFAULT.early_stopping and DEFAULT.sampler == "replacement"
+        not default.reset_optimizer_each_epoch and default.early_stopping and default.sampler == "replacement"
+    )
+    # the preprocessing is part of the preset
+    assert (faithful.target_sum, faithful.gene_selection) == (1e6, "seurat_v2")
+    assert (default.target_sum, default.gene_selection, default.n_top_genes, default.min_cells) == (
+        1e4,
+        "top",
+        500,
+        5,
     )
 
 
@@ -154,10 +164,69 @@ def test_model_trains_saves_loads_and_is_deterministic(adata, tmp_path):
 
 
 def test_faithful_preset_trains(adata):
-    model = sct.models.BERMUDA(adata, similarity_threshold=0.8, faithful=True)
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8, preset="faithful")
     model.train(max_epochs=3, **QUIET)
-    assert model.epochs_trained_ == 3
+    assert model.epochs_trained_ == 3 and model.preset_ == "faithful"
     assert np.isfinite(model.get_latent_representation()).all()
+
+
+def test_deprecated_faithful_alias_warns_and_equals_the_preset(adata):
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8, preset="faithful")
+    with pytest.warns(FutureWarning, match="preset='faithful'"):
+        alias = sct.models.BERMUDA(adata, similarity_threshold=0.8, faithful=True)
+    assert alias.preset_ == "faithful" and alias.config == model.config and alias.genes_ == model.genes_
+    for m in (model, alias):
+        m.train(max_epochs=2, **QUIET)
+    np.testing.assert_array_equal(alias.get_latent_representation(), model.get_latent_representation())
+    with pytest.raises(ValueError, match=r"preset must be one of \['default', 'faithful'\]"):
+        sct.models.BERMUDA(adata, preset="published")
+
+
+def counts_with_clusters(n_cells=400, n_genes=300):
+    counts, _ = sct.datasets.simulate_multiome(
+        n_cells=n_cells, n_genes=n_genes, n_types=3, n_batches=2, random_state=0
+    )
+    counts.obs["cluster"] = (
+        counts.obs["batch"].astype(str) + "|" + counts.obs["cell_type"].astype(str)
+    ).astype("category")
+    return counts
+
+
+@pytest.mark.parametrize("preset", ["faithful", "default"])
+def test_the_model_alone_prepares_its_input_as_the_verb_does(preset):
+    counts = counts_with_clusters()
+    verb = counts.copy()
+    sct.tl.bermuda(verb, batch_key="batch", cluster_key="cell_type", preset=preset, max_epochs=3, **QUIET)
+    sct.models.BERMUDA.setup_anndata(counts, batch_key="batch", cluster_key="cluster")
+    model = sct.models.BERMUDA(counts, preset=preset)
+    assert model.normalised_  # counts: log-normalised by the model itself
+    assert model.genes_ == verb.uns["bermuda"]["genes"]
+    model.train(max_epochs=3, random_state=0, **QUIET)
+    np.testing.assert_array_equal(model.get_latent_representation(), verb.obsm["X_bermuda"])
+
+
+def test_faithful_preprocessing_is_seurat_v2_genes_on_counts_per_million():
+    from sctransfer.kernels._pca import log_normalize
+    from sctransfer.models.bermuda._preprocess import select_genes
+
+    counts = counts_with_clusters()
+    sct.models.BERMUDA.setup_anndata(counts, batch_key="batch", cluster_key="cluster")
+    faithful = sct.models.BERMUDA(counts, preset="faithful")
+    default = sct.models.BERMUDA(counts, preset="default")
+    cpm = log_normalize(counts.X, target_sum=1e6)
+    expected = select_genes(
+        cpm, counts.obs["batch"], gene_selection="seurat_v2", n_top_genes=None, min_cells=5
+    )
+    assert faithful.genes_ == list(counts.var_names[expected])
+    assert faithful.genes_ != default.genes_
+    # the values the model trains on: log of counts per million on those genes
+    X = faithful._X()
+    np.testing.assert_allclose(X.toarray(), cpm[:, expected].toarray(), rtol=1e-6)
+    # genes= keeps a given gene set, which a loaded model reuses
+    chosen = list(counts.var_names[:40])
+    assert sct.models.BERMUDA(counts, preset="faithful", genes=chosen).genes_ == chosen
+    with pytest.raises(ValueError, match="genes must name"):
+        sct.models.BERMUDA(counts, genes=["nope", "neither"])
 
 
 def test_early_stopping_stops_on_a_plateau(adata):

@@ -185,9 +185,9 @@ def test_detection_matching(pair):
     assert info["detected_per_cell_target"] < info["detected_per_cell_source"]
     expected = 1 - info["detected_per_cell_target"] / info["detected_per_cell_source"]
     assert info["source_dropout"] == pytest.approx(expected)
-    # only a deeper source is thinned; the reference preset and match_detection=False never thin
+    # only a deeper source is thinned; the faithful preset and match_detection=False never thin
     assert fit(shallow, source).fit_info_["source_dropout"] == 0.0
-    assert fit(source, shallow, reference=True).fit_info_["source_dropout"] == 0.0
+    assert fit(source, shallow, preset="faithful").fit_info_["source_dropout"] == 0.0
     assert fit(source, shallow, match_detection=False).fit_info_["source_dropout"] == 0.0
     assert fit(source).fit_info_["source_dropout"] == 0.0
 
@@ -209,9 +209,9 @@ def test_same_seed_same_model(pair):
         a = fit(source, target, **kwargs).predict_proba(target)
         b = fit(source, target, **kwargs).predict_proba(target)
         pd.testing.assert_frame_equal(a, b)
-    # the reference multiclass subsample follows random_state
-    one = fit(source, target, mode="multiclass", reference=True, random_state=1)
-    two = fit(source, target, mode="multiclass", reference=True, random_state=2)
+    # the faithful preset's multiclass subsample follows random_state
+    one = fit(source, target, mode="multiclass", preset="faithful", random_state=1)
+    two = fit(source, target, mode="multiclass", preset="faithful", random_state=2)
     assert one.fit_info_["n_known_label_cells"] == source.n_obs
     assert one.fit_info_["n_training_cells"] < source.n_obs
     assert not one.predict_proba(target).equals(two.predict_proba(target))
@@ -220,7 +220,7 @@ def test_same_seed_same_model(pair):
 def test_save_load_round_trip(pair, tmp_path):
     source, target = pair
     for mode in ("one_vs_rest", "multiclass"):
-        clf = fit(source, target, mode=mode, reference=mode == "multiclass")
+        clf = fit(source, target, mode=mode, preset="faithful" if mode == "multiclass" else "default")
         clf.save(tmp_path / mode)
         back = sct.models.CaSTLe.load(tmp_path / mode)
         assert back.settings == clf.settings
@@ -282,12 +282,13 @@ def test_fit_without_target(pair):
     assert np.mean(clf.predict(target) == truth) > 0.8
 
 
-# ---- reference preset: the quirks of the R scripts ----
+# ---- faithful preset: the quirks of the R scripts ----
 
 
 def test_presets_resolve():
-    ref = sct.models.CaSTLe(reference=True).settings
+    ref = sct.models.CaSTLe(preset="faithful").settings
     default = sct.models.CaSTLe().settings
+    assert (ref.preset, default.preset) == ("faithful", "default")
     assert (ref.correlation_filter, default.correlation_filter) == ("reference", "pearson")
     assert (ref.unknown_case_sensitive, default.unknown_case_sensitive) == (True, False)
     assert (ref.encoding, default.encoding) == ("treatment", "onehot")
@@ -301,8 +302,47 @@ def test_presets_resolve():
     assert ref.xgb_params["eta"] == 0.7 and ref.xgb_params["base_score"] == 0.5
     assert ref.n_rounds == 20 and ref.breaks == (-1.0, 0.0, 1.0, 6.0, math.inf)
     # an explicit option beats the preset
-    assert sct.models.CaSTLe(reference=True, encoding="onehot").settings.encoding == "onehot"
+    assert sct.models.CaSTLe(preset="faithful", encoding="onehot").settings.encoding == "onehot"
     assert sct.models.CaSTLe(mode="multiclass").settings.threshold is None
+    assert (
+        repr(sct.models.CaSTLe(preset="faithful"))
+        == "CaSTLe(mode='one_vs_rest', preset='faithful', not fitted)"
+    )
+
+
+def test_deprecated_reference_alias_warns_and_equals_the_faithful_preset(pair):
+    source, target = pair
+    with pytest.warns(FutureWarning, match="reference=True is deprecated; use preset='faithful'"):
+        alias = sct.models.CaSTLe(reference=True)
+    assert alias.settings == sct.models.CaSTLe(preset="faithful").settings
+    with pytest.warns(FutureWarning):
+        old = fit(source, target, reference=True, mode="multiclass")
+    new = fit(source, target, preset="faithful", mode="multiclass")
+    np.testing.assert_array_equal(old.predict_proba(target).to_numpy(), new.predict_proba(target).to_numpy())
+    with pytest.raises(ValueError, match=r"preset must be one of \['default', 'faithful'\], got 'reference'"):
+        sct.models.CaSTLe(preset="reference")
+    with pytest.raises(ValueError, match="contradict"), pytest.warns(FutureWarning):
+        sct.models.CaSTLe(reference=False, preset="faithful")
+    with pytest.raises(ValueError, match="reference must be True or False"):
+        sct.models.CaSTLe(reference="yes")
+
+
+def test_a_model_saved_with_the_reference_switch_still_loads(pair, tmp_path):
+    import json
+
+    source, target = pair
+    clf = fit(source, target, preset="faithful")
+    clf.save(tmp_path / "m")
+    file = tmp_path / "m" / "castle.json"
+    content = json.loads(file.read_text())
+    assert content["format_version"] == 2 and content["settings"]["preset"] == "faithful"
+    # the format before the preset vocabulary
+    content["format_version"] = 1
+    content["settings"]["reference"] = content["settings"].pop("preset") == "faithful"
+    file.write_text(json.dumps(content))
+    back = sct.models.CaSTLe.load(tmp_path / "m")
+    assert back.settings == clf.settings
+    np.testing.assert_array_equal(back.predict_proba(target).to_numpy(), clf.predict_proba(target).to_numpy())
 
 
 def test_reference_unknown_pattern_is_case_sensitive(pair):
@@ -311,7 +351,7 @@ def test_reference_unknown_pattern_is_case_sensitive(pair):
     labels[:20] = "Unknown"
     labels[20:30] = "unknown"
     source.obs["cell_type"] = labels
-    ref = fit(source, target, reference=True)
+    ref = fit(source, target, preset="faithful")
     default = fit(source, target)
     assert "Unknown" in ref.classes_ and "unknown" not in ref.classes_
     assert ref.fit_info_["dropped_labels"] == ["unknown"]
@@ -320,7 +360,7 @@ def test_reference_unknown_pattern_is_case_sensitive(pair):
         default.fit_info_["n_known_label_cells"] == default.fit_info_["n_training_cells"] == source.n_obs - 30
     )
     # the reference multiclass script keeps unknown labels as a class
-    assert "unknown" in fit(source, target, reference=True, mode="multiclass").classes_
+    assert "unknown" in fit(source, target, preset="faithful", mode="multiclass").classes_
     assert "unknown" not in fit(source, target, mode="multiclass").classes_
 
 
@@ -332,7 +372,7 @@ def test_reference_design_and_correlation(pair):
         X[:, -1] = X[:, a.var_names.get_loc(dup)]
         a.X = sp.csr_matrix(X)
         a.var_names = [*a.var_names[:-1], "COPY"]
-    ref = fit(source, target, reference=True, n_features=150)
+    ref = fit(source, target, preset="faithful", n_features=150)
     default = fit(source, target, n_features=150)
     for clf in (ref, default):
         assert {dup, "COPY"} <= set(clf.features_["gene"])
@@ -350,7 +390,7 @@ def test_reference_two_classes_regression_objective(pair):
     source, target = pair
     keep = source.obs["cell_type"].isin(["type_0", "type_1"]).to_numpy()
     two = source[keep].copy()
-    ref = fit(two, target, reference=True, mode="multiclass")
+    ref = fit(two, target, preset="faithful", mode="multiclass")
     default = fit(two, target, mode="multiclass")
     assert ref._classifiers[0].objective == "reg:squarederror"
     assert default._classifiers[0].objective == "binary:logistic"
@@ -366,7 +406,7 @@ def test_reference_two_classes_regression_objective(pair):
 def test_reference_bins_use_values_as_they_are(pair):
     source, target = pair
     # natural-log values: the default moves the edges, the reference applies them to the raw values
-    ref = fit(source, target, reference=True)
+    ref = fit(source, target, preset="faithful")
     default = fit(source, target)
     assert ref.fit_info_["log_base_source"] == 2.0
     assert default.fit_info_["log_base_source"] == pytest.approx(math.e)

@@ -42,8 +42,8 @@ def test_pseudo_label_rule():
 
 def test_off_by_default_in_both_presets(pair):
     source, target = pair
-    for reference in (False, True):
-        clf = fit(source, target, reference=reference)
+    for preset in ("default", "faithful"):
+        clf = fit(source, target, preset=preset)
         assert clf.settings.self_training == 0
         assert clf.fit_info_["n_pseudo_labelled"] == []
 

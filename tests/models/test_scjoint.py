@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import sctransfer as sct
-from sctransfer.models.scjoint import DEFAULT, FAITHFUL, SCJoint
+from sctransfer.models.scjoint import PRESETS, SCJoint, SCJointConfig
 from sctransfer.models.scjoint._model import stride_subsample
 from sctransfer.models.scjoint._module import center_loss, cosine_alignment_loss, nndr_loss
 
@@ -33,15 +33,15 @@ def test_cosine_loss_keeps_the_top_fraction():
     assert cosine_alignment_loss(query, ref, 1.0).item() == pytest.approx(-(2 + 2**-0.5) / 4)
 
 
-def test_center_loss_faithful_divides_by_k_and_default_does_not():
+def test_center_loss_reference_divides_by_k_and_clamped_does_not():
     z = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
     centers = torch.zeros(4, 2)
     labels = torch.tensor([0, 1])
     # distances 5 and 0 (the second is clamped, not NaN, in the default)
-    assert center_loss(z, labels, centers, faithful=False).item() == pytest.approx(2.5, abs=1e-5)
-    assert center_loss(z, labels, centers, faithful=True).item() == pytest.approx(5 / 8, abs=1e-5)
+    assert center_loss(z, labels, centers, reference=False).item() == pytest.approx(2.5, abs=1e-5)
+    assert center_loss(z, labels, centers, reference=True).item() == pytest.approx(5 / 8, abs=1e-5)
     z.requires_grad_(True)
-    center_loss(z, labels, centers, faithful=False).backward()
+    center_loss(z, labels, centers, reference=False).backward()
     assert torch.isfinite(z.grad).all()
 
 
@@ -52,11 +52,35 @@ def test_stride_subsample_reproduces_the_reference_quirk():
 
 
 def test_presets():
-    assert FAITHFUL.faithful and FAITHFUL.input_transform == "binary" and FAITHFUL.centers == "fixed"
-    assert (FAITHFUL.batch_size, FAITHFUL.epochs_stage1, FAITHFUL.epochs_stage3) == (256, 20, 20)
-    assert (FAITHFUL.lr_stage1, FAITHFUL.momentum, FAITHFUL.n_neighbors) == (0.01, 0.9, 30)
-    assert not FAITHFUL.warm_start and FAITHFUL.max_reference == 20_000
-    assert not DEFAULT.faithful and DEFAULT.warm_start and DEFAULT.confidence == "vote"
+    faithful, default = PRESETS["faithful"], PRESETS["default"]
+    assert list(PRESETS) == ["default", "faithful"]
+    assert faithful.center_loss == "reference" and faithful.input_transform == "binary"
+    assert faithful.centers == "fixed" and faithful.unknown_threshold is None
+    assert (faithful.batch_size, faithful.epochs_stage1, faithful.epochs_stage3) == (256, 20, 20)
+    assert (faithful.lr_stage1, faithful.momentum, faithful.n_neighbors) == (0.01, 0.9, 30)
+    assert not faithful.warm_start and faithful.max_reference == 20_000
+    assert default.center_loss == "clamped" and default.warm_start and default.confidence == "vote"
+    assert default.unknown_threshold == 0.4
+
+
+def test_preset_vocabulary(joint):
+    adata, _, _ = joint
+    model = SCJoint(adata, preset="faithful")
+    assert model.preset_ == "faithful" and model.config == PRESETS["faithful"]
+    assert "faithful preset" in repr(model)
+    with pytest.warns(FutureWarning, match="preset='faithful'"):
+        alias = SCJoint(adata, faithful=True)
+    assert alias.preset_ == "faithful" and alias.config == model.config
+    assert alias.init_params_["non_kwargs"]["preset"] == "faithful"
+    assert alias.init_params_["non_kwargs"]["faithful"] is None
+    with pytest.raises(ValueError, match=r"preset must be one of \['default', 'faithful'\], got 'paper'"):
+        SCJoint(adata, preset="paper")
+    with pytest.raises(ValueError, match="contradict"), pytest.warns(FutureWarning):
+        SCJoint(adata, faithful=False, preset="faithful")
+    # models saved before the preset vocabulary stored the center-loss switch as ``faithful``
+    old = {**PRESETS["faithful"].to_dict(), "faithful": True}
+    del old["center_loss"]
+    assert SCJointConfig.from_dict(old).center_loss == "reference"
 
 
 def test_train_predict_and_latent(joint):
@@ -92,7 +116,7 @@ def test_same_seed_same_numbers(joint):
 
 def test_save_load_round_trip(joint, tmp_path):
     adata, _, _ = joint
-    model = SCJoint(adata, faithful=True)
+    model = SCJoint(adata, preset="faithful")
     model.train(random_state=0, **FAST)
     model.save(tmp_path / "model", save_anndata=True)
     loaded = SCJoint.load(tmp_path / "model")
@@ -114,7 +138,7 @@ def test_faithful_stage3_starts_from_scratch_and_default_warm_starts(joint, monk
         return original(self, seed, keep_centers)
 
     monkeypatch.setattr(SCJoint, "_reset_parameters", spy)
-    SCJoint(adata, faithful=True).train(random_state=0, **FAST)
+    SCJoint(adata, preset="faithful").train(random_state=0, **FAST)
     assert len(resets) == 2  # once before stage 1, again before stage 3
     resets.clear()
     SCJoint(adata).train(random_state=0, **FAST)
@@ -124,7 +148,7 @@ def test_faithful_stage3_starts_from_scratch_and_default_warm_starts(joint, monk
 def test_fewer_cells_than_a_minibatch_still_trains(multiome):
     rna, atac = multiome
     adata = SCJoint.prepare_anndata(rna[:40], atac[:30], labels_key="cell_type")
-    model = SCJoint(adata, faithful=True)
+    model = SCJoint(adata, preset="faithful")
     before = model.module.encoder.weight.detach().clone()
     model.train(random_state=0, max_epochs=1, max_epochs_stage3=1, enable_progress_bar=False)
     assert not torch.equal(before, model.module.encoder.weight.detach())

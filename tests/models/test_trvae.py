@@ -204,8 +204,33 @@ def test_condition_key_in_the_constructor_registers_the_data():
         TRVAE(adata, layer="counts")
 
 
+def test_the_faithful_preset_was_called_paper_kang():
+    adata = simulate()
+    TRVAE.setup_anndata(adata, condition_key="cond")
+    with pytest.warns(FutureWarning, match="now called preset='faithful'"):
+        old = TRVAE(adata, preset="paper_kang", **SMALL)
+    new = TRVAE(adata, preset="faithful", **SMALL)
+    assert old.preset_ == new.preset_ == "faithful" and old.config == new.config
+    assert old.init_params_["non_kwargs"]["preset"] == "faithful"  # a saved model loads without warning
+
+
+def test_early_stopping_is_scvi_tools_and_prints_nothing(capsys):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    adata = simulate()
+    TRVAE.setup_anndata(adata, condition_key="cond")
+    model = TRVAE(adata, **SMALL, lr=0.05, max_epochs=60, early_stopping_patience=2, lr_patience=1)
+    model.train(random_state=0, enable_progress_bar=False)
+    stoppers = [c for c in model.trainer.callbacks if isinstance(c, EarlyStopping)]
+    assert [type(c).__name__ for c in stoppers] == ["LoudEarlyStopping"]
+    assert model.train_info_["stopped_early"] and model.train_info_["epochs"] < 60
+    assert 1 <= model.train_info_["best_epoch"] <= model.train_info_["epochs"]
+    assert capsys.readouterr().out == ""  # scvi-tools prints why it stopped; sctransfer logs it
+
+
 def test_presets_follow_the_spec():
-    assert PRESETS["paper_kang"].n_latent == 20 and PRESETS["paper_kang"].beta == 500
+    assert list(PRESETS) == ["default", "faithful", "paper", "paper_haber", "scarches"]
+    assert PRESETS["faithful"].n_latent == 20 and PRESETS["faithful"].beta == 500
     assert PRESETS["paper"].n_latent == 40 and PRESETS["paper"].batch_size == 512
     assert PRESETS["paper_haber"].n_latent == 60 and PRESETS["paper_haber"].beta == 100
     assert PRESETS["scarches"].kernel_reduce == "sum" and PRESETS["scarches"].recon_loss == "nb"
@@ -286,7 +311,9 @@ def test_bad_inputs_are_refused_and_inputs_unchanged():
     assert_unchanged(adata, before)
     with pytest.raises(ValueError, match="unknown TRVAE settings"):
         TRVAE(adata, bogus=1)
-    with pytest.raises(ValueError, match="preset"):
+    with pytest.raises(
+        ValueError, match=r"preset must be one of \['default', 'faithful', 'paper', 'paper_haber'"
+    ):
         TRVAE(adata, preset="nope")
     negative = simulate(counts=True)
     negative.X = negative.X.toarray() - 1.0

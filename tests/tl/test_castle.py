@@ -54,7 +54,8 @@ def test_writes_documented_keys(pair, tmp_path):
     uns = target.uns["castle"]
     params = uns["params"]
     assert params["method"] == "castle" and params["labels_key"] == "cell_type"
-    assert params["mode"] == "one_vs_rest" and params["reference"] is False and params["n_features"] == 30
+    assert params["mode"] == "one_vs_rest" and params["preset"] == "default" and params["n_features"] == 30
+    assert "reference" not in params
     assert params["gene_case"] == "auto" and params["key_added"] == "castle"
     # the options as the preset resolved them
     assert uns["settings"]["threshold"] == 0.5 and uns["settings"]["n_features"] == 30
@@ -118,11 +119,11 @@ def test_copy_leaves_inputs_untouched_and_matches_in_place(pair):
 
 def test_same_seed_same_result_and_model_agrees(pair):
     source, target = pair
-    a = sct.tl.castle(source, target, labels_key="cell_type", mode="multiclass", reference=True, copy=True)
-    b = sct.tl.castle(source, target, labels_key="cell_type", mode="multiclass", reference=True, copy=True)
+    a = sct.tl.castle(source, target, labels_key="cell_type", mode="multiclass", preset="faithful", copy=True)
+    b = sct.tl.castle(source, target, labels_key="cell_type", mode="multiclass", preset="faithful", copy=True)
     np.testing.assert_array_equal(a.obsm["castle_proba"], b.obsm["castle_proba"])
     assert (a.obs["castle"] == b.obs["castle"]).all()
-    clf = sct.models.CaSTLe(mode="multiclass", reference=True).fit(source, target, labels_key="cell_type")
+    clf = sct.models.CaSTLe(mode="multiclass", preset="faithful").fit(source, target, labels_key="cell_type")
     np.testing.assert_array_equal(clf.predict_proba(target).to_numpy(), a.obsm["castle_proba"])
 
 

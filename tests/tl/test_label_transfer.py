@@ -159,7 +159,8 @@ def test_scjoint_method(multiome):
     sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="scjoint", **FAST_SCJOINT)
     uns = atac.uns["sct_label"]
     assert uns["params"]["method"] == "scjoint" and uns["params"]["unknown_threshold"] == 0.4
-    assert uns["config"]["faithful"] is False
+    assert uns["params"]["preset"] == "default" and "faithful" not in uns["params"]
+    assert uns["config"]["center_loss"] == "clamped" and uns["config"]["unknown_threshold"] == 0.4
     assert atac.obsm["X_sct_label"].shape == (atac.n_obs, 64)
     assert rna.obsm["X_sct_label"].shape == (rna.n_obs, 64)
     assert "X_scjoint" not in atac.obsm
@@ -180,7 +181,7 @@ def test_scjoint_faithful_and_seeded(multiome):
             atac,
             labels_key="cell_type",
             method="scjoint",
-            faithful=True,
+            preset="faithful",
             random_state=1,
             copy=True,
             **FAST_SCJOINT,
@@ -188,10 +189,36 @@ def test_scjoint_faithful_and_seeded(multiome):
         for _ in range(2)
     ]
     assert runs[0].uns["sct_label"]["params"]["unknown_threshold"] is None
+    assert runs[0].uns["sct_label"]["params"]["preset"] == "faithful"
     assert runs[0].uns["sct_label"]["config"]["input_transform"] == "binary"
     np.testing.assert_array_equal(runs[0].obsm["X_sct_label"], runs[1].obsm["X_sct_label"])
     assert (runs[0].obs["sct_label"] == runs[1].obs["sct_label"]).all()
     assert "unknown" not in set(runs[0].obs["sct_label"])
+
+
+@pytest.mark.parametrize("method", ["scjoint", "castle"])
+def test_deprecated_aliases_warn_and_equal_the_faithful_preset(multiome, method):
+    rna, atac = multiome
+    options = {"labels_key": "cell_type", "method": method, "copy": True}
+    if method == "scjoint":
+        options.update(FAST_SCJOINT)
+    new = sct.tl.label_transfer(rna, atac, preset="faithful", **options)
+    aliases = [{"faithful": True}] + ([{"reference": True}] if method == "castle" else [])
+    for alias in aliases:
+        with pytest.warns(FutureWarning, match="preset='faithful'"):
+            old = sct.tl.label_transfer(rna, atac, **alias, **options)
+        np.testing.assert_array_equal(old.obsm["sct_label_proba"], new.obsm["sct_label_proba"])
+        assert (old.obs["sct_label"] == new.obs["sct_label"]).all()
+        params = old.uns["sct_label"]["params"]
+        assert params["preset"] == "faithful" and not {"faithful", "reference"} & set(params)
+    with pytest.raises(ValueError, match="contradict"), pytest.warns(FutureWarning):
+        sct.tl.label_transfer(rna, atac, faithful=False, preset="faithful", **options)
+    if method == "castle":
+        with pytest.warns(FutureWarning, match="reference=True is deprecated"):
+            old = sct.tl.castle(rna, atac, labels_key="cell_type", reference=True, copy=True)
+        new = sct.tl.castle(rna, atac, labels_key="cell_type", preset="faithful", copy=True)
+        np.testing.assert_array_equal(old.obsm["castle_proba"], new.obsm["castle_proba"])
+        assert old.uns["castle"]["settings"]["preset"] == "faithful"
 
 
 def test_scjoint_through_mudata(multiome):
@@ -276,7 +303,17 @@ def _bad_cases():
         return {}, ValueError, "gene_activity"
 
     def knn_is_not_faithful(rna, atac):
-        return {"faithful": True}, ValueError, "no reference implementation"
+        return {"preset": "faithful"}, ValueError, r"has no faithful preset.*\['castle', 'scjoint'\]"
+
+    def knn_is_not_faithful_alias(rna, atac):
+        return {"faithful": True}, ValueError, "has no faithful preset"
+
+    def unknown_preset(rna, atac):
+        return (
+            {"method": "scjoint", "preset": "paper"},
+            ValueError,
+            r"preset must be one of \['default', 'faithful'\]",
+        )
 
     def bad_threshold(rna, atac):
         return {"unknown_threshold": "high"}, ValueError, "unknown_threshold"
@@ -289,7 +326,7 @@ def _bad_cases():
 
     return [no_shared, missing_key, all_nan, one_class, nan_values, inf_values, negative_values,
             too_many_neighbours, missing_layer, peaks_instead_of_genes, knn_is_not_faithful,
-            bad_threshold]  # fmt: skip
+            knn_is_not_faithful_alias, unknown_preset, bad_threshold]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", _bad_cases(), ids=lambda f: f.__name__)

@@ -14,6 +14,10 @@ DOC_PIECES: dict[str, str] = {
     "copy": """copy
         If ``False`` (default) write the results into the input objects and return ``None``;
         if ``True`` leave the inputs untouched and return changed copies.""",
+    "save_model": """save_model
+        Directory to save the trained model to (new or empty; written completely or not at all), read back
+        with the ``load`` method of its class in :mod:`sctransfer.models` (a neural model is saved with the
+        AnnData it was trained on, so ``load(path)`` needs no data). ``None`` keeps no model.""",
     "layer": """layer
         Layer of the reference holding the values to use; ``None`` uses ``.X``.""",
     "metric": """metric

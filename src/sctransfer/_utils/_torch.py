@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ._logging import logger
 from ._settings import settings
 
 __all__ = ["cpu_training_settings", "quiet_training", "register_fields", "run_training"]
@@ -133,9 +134,11 @@ def run_training(
     callbacks
         More Lightning callbacks.
     **trainer_kwargs
-        Passed to :class:`scvi.train.Trainer`.
+        Passed to :class:`scvi.train.Trainer` (for example ``early_stopping=True`` with
+        ``early_stopping_monitor`` and ``early_stopping_patience``: scvi-tools' early stopping, whose
+        reason for stopping goes to sctransfer's log instead of stdout).
     """
-    from scvi.train import TrainRunner
+    from scvi.train import LoudEarlyStopping, TrainRunner
 
     if "enable_progress_bar" in trainer_kwargs:  # the documented trainer keyword keeps working
         value = trainer_kwargs.pop("enable_progress_bar")
@@ -153,8 +156,21 @@ def run_training(
             accelerator=settings.device if accelerator is None else accelerator, devices=devices,
             callbacks=callbacks, enable_progress_bar=False, **trainer_kwargs,
         )  # fmt: skip
+        for callback in runner.trainer.callbacks:
+            if isinstance(callback, LoudEarlyStopping):  # it prints its reason on teardown
+                callback.teardown = _log_stop_reason(callback)
         stack.enter_context(cpu_training_settings(num_threads))
         runner()
+
+
+def _log_stop_reason(callback: Any) -> Any:
+    """A ``teardown`` for scvi-tools' early stopping that logs why training stopped (it prints it)."""
+
+    def teardown(*args: Any, **kwargs: Any) -> None:
+        if callback.early_stopping_reason is not None:
+            logger.info("early stopping: %s", callback.early_stopping_reason.strip())
+
+    return teardown
 
 
 _SMALL_CATEGORY = re.compile(r"Category (-?\d+) in adata\.obs\['(\w+)'\] has fewer than 3 cells")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Literal
 
@@ -13,6 +14,8 @@ from anndata import AnnData
 from .._utils._anndata import copy_of, write_result
 from .._utils._docs import inject_docs
 from .._utils._logging import logger
+from .._utils._presets import resolve_preset
+from .._utils._save import check_model_path, save_trained
 from .._utils._validation import (
     check_int,
     check_nonempty,
@@ -21,11 +24,11 @@ from .._utils._validation import (
     check_writable,
     get_matrix,
     in_memory,
-    looks_like_counts,
 )
 from ..kernels._knn import knn
 from ..kernels._metaneighbor import metaneighbor as _metaneighbor
-from ..kernels._pca import log_normalize
+from ..models.bermuda._config import PRESETS, BERMUDAPreset
+from ..models.bermuda._preprocess import log_normalised
 
 #: separator between the batch and the cluster in the per-batch cluster labels
 CLUSTER_SEPARATOR = "|"
@@ -60,15 +63,6 @@ def _batches(adata: AnnData, batch_key: str) -> pd.Series:
 def _per_batch_clusters(batches: pd.Series, clusters: pd.Series) -> pd.Series:
     """``"<batch>|<cluster>"`` labels, so that a cluster never spans two batches."""
     return (batches.astype(str) + CLUSTER_SEPARATOR + clusters.astype(str)).astype("category")
-
-
-def _log_normalised(X, *, target_sum: float) -> tuple[Any, bool]:
-    """:func:`~sctransfer.kernels._pca.log_normalize` counts (float32); other values unchanged (as float32)."""
-    if looks_like_counts(X):
-        X, normalised = log_normalize(X, target_sum=target_sum), True
-    else:
-        normalised = False
-    return (X.astype(np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)), normalised
 
 
 @inject_docs(**_DOCS)
@@ -136,7 +130,7 @@ def metaneighbor(
     if raw_clusters.isna().any():
         raise ValueError(f"adata.obs[{cluster_key!r}] has missing values; every cell needs a cluster.")
     nodes = _per_batch_clusters(batches, raw_clusters)
-    Xn, _ = _log_normalised(X, target_sum=1e4)
+    Xn, _ = log_normalised(X, target_sum=1e4)
     node_codes = nodes.cat.codes.to_numpy().astype(np.int64)
     batch_codes = pd.Categorical(batches).codes.astype(np.int64)
     start = time.perf_counter()
@@ -166,42 +160,6 @@ def similarity_frame(adata: AnnData, key: str = "metaneighbor") -> pd.DataFrame:
         raise KeyError(f"adata.uns has no {key!r}; run sct.tl.metaneighbor first.")
     entry = adata.uns[key]
     return pd.DataFrame(entry["similarity"], index=entry["clusters"], columns=entry["clusters"])
-
-
-def select_genes(
-    adata: AnnData, batches: pd.Series, *, n_top_genes: int | None, min_cells: int, faithful: bool
-) -> np.ndarray:
-    """Genes detected in ``min_cells`` cells of every batch, restricted to the union of per-batch HVGs."""
-    import scanpy as sc
-
-    X = adata.X
-    detected = np.ones(adata.n_vars, dtype=bool)
-    for b in pd.unique(batches):
-        block = X[(batches == b).to_numpy()]
-        n_cells = np.asarray((block > 0).sum(axis=0)).ravel()
-        detected &= n_cells >= min(min_cells, block.shape[0])
-    if detected.sum() < 2:
-        raise ValueError(
-            f"fewer than two genes are detected in at least {min_cells} cells of every batch; the batches "
-            "share too few genes to align (check that they use the same gene identifiers)."
-        )
-    genes = np.flatnonzero(detected)
-    if not faithful and (n_top_genes is None or genes.size <= n_top_genes):
-        return genes
-    union = np.zeros(genes.size, dtype=bool)
-    for b in pd.unique(batches):
-        sub = AnnData(X[(batches == b).to_numpy()][:, genes])
-        if faithful:
-            # Seurat v2 FindVariableGenes cut-offs: mean 0.1-8, log dispersion above 1
-            sc.pp.highly_variable_genes(sub, flavor="seurat", min_mean=0.1, max_mean=8, min_disp=1)
-        else:
-            sc.pp.highly_variable_genes(sub, flavor="seurat", n_top_genes=min(n_top_genes, genes.size))
-        union |= sub.var["highly_variable"].to_numpy()
-    if union.sum() < 2:
-        raise ValueError(
-            "fewer than two highly variable genes were found; pass n_top_genes=None to use all genes."
-        )
-    return genes[union]
 
 
 def snn_leiden(
@@ -293,10 +251,11 @@ def bermuda(
     similarity_threshold: float = 0.85,
     metaneighbor: Literal["auto", "exact", "fast"] = "auto",
     allow_no_pairs: bool = False,
-    faithful: bool = False,
+    preset: BERMUDAPreset = "default",
     max_epochs: int | None = None,
     key_added: str = "bermuda",
     random_state: int = 0,
+    save_model: str | os.PathLike[str] | None = None,
     copy: bool = False,
     **train_kwargs: Any,
 ) -> AnnData | None:
@@ -306,13 +265,17 @@ def bermuda(
 
     1. counts are library-size normalised and log-transformed (log-normalised input is used as is);
     2. genes detected in ``min_cells`` cells of every batch, restricted to the union of each batch's
-       ``n_top_genes`` highly variable genes;
+       ``n_top_genes`` highly variable genes (``preset="faithful"``: Seurat v2's variable genes);
     3. every batch is clustered on its own (Leiden on a shared-nearest-neighbour graph of a PCA of the
        scaled genes, as Seurat clusters) unless ``cluster_key`` gives the clusters;
     4. MetaNeighbor scores the clusters across batches and the pairs above ``similarity_threshold``
        are matched (each cluster's best hit in every other batch);
     5. :class:`sctransfer.models.BERMUDA` trains an autoencoder on per-batch min-max scaled expression,
        with the MMD between the codes of matched clusters; the code is the aligned embedding.
+
+    Steps 1 and 2 follow the preset (the preprocessing fields of
+    :class:`~sctransfer.models.bermuda.BERMUDAConfig`), and the model applies them itself: the verb is
+    the model plus the per-batch clustering.
 
     Use it like a PCA: ``sc.pp.neighbors(adata, use_rep="X_bermuda")``, then UMAP or clustering.
 
@@ -327,7 +290,7 @@ def bermuda(
     {layer_lognorm}
     n_top_genes
         Highly variable genes per batch (Seurat flavour; their union is used); ``None`` uses every
-        detected gene. Ignored with ``faithful=True``, which applies Seurat v2's cut-offs.
+        detected gene. Ignored by ``preset="faithful"``, which applies Seurat v2's cut-offs.
     min_cells
         A gene is kept when detected in at least this many cells of every batch.
     resolution, n_pcs, n_neighbors
@@ -339,15 +302,19 @@ def bermuda(
         ``"exact"``, ``"fast"`` (low-memory) or ``"auto"`` (exact up to 10,000 cells).
     allow_no_pairs
         When no pair reaches the threshold, train with the reconstruction loss alone instead of raising.
-    faithful
-        Reproduce the reference implementation: 2000 epochs, Adam re-created every epoch, learning rate
-        halved every 200 epochs, oversampled clusters, Seurat v2 variable-gene cut-offs and counts per
-        million. The default trains with one optimiser and stops on a plateau of the loss.
+    preset
+        ``"default"`` trains with one optimiser and stops on a plateau of the loss; ``"faithful"``
+        reproduces the reference implementation: counts per million, Seurat v2 variable-gene cut-offs,
+        2000 epochs, Adam re-created every epoch, learning rate halved every 200 epochs, oversampled
+        clusters (:data:`sctransfer.models.bermuda.PRESETS`, ``docs/differences/bermuda.md``).
+        ``faithful=True`` is a deprecated spelling of ``preset="faithful"``.
     max_epochs
         Training epochs (``None``: the preset's).
     key_added
         Name of the results (see Returns).
     {random_state}
+    {save_model}
+        The model is a :class:`~sctransfer.models.BERMUDA`.
     {copy}
     **train_kwargs
         Passed to :meth:`sctransfer.models.BERMUDA.train` (for example ``enable_progress_bar=False``,
@@ -379,12 +346,15 @@ def bermuda(
     >>> adata.uns["bermuda"]["cluster_pairs"][0]
     ['batch_0|type_0', 'batch_1|type_0']
     """
-    from ..models.bermuda import BERMUDA
-    from ..models.bermuda._model import BERMUDAConfig
+    from anndata.utils import make_index_unique
+
+    from ..models.bermuda import BERMUDA, BERMUDAConfig
+    from ..models.bermuda._preprocess import preprocess
 
     start = time.perf_counter()
     check_nonempty(adata, "adata")
     check_writable(adata, "adata", copy=copy)
+    model_path = check_model_path(save_model)
     X = in_memory(get_matrix(adata, layer, "adata"))
     check_values(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
     batches = _batches(adata, batch_key)
@@ -399,11 +369,15 @@ def bermuda(
         raise ValueError(f"similarity_threshold must be in (0, 1], got {similarity_threshold!r}.")
     config_fields = set(BERMUDAConfig.__dataclass_fields__)
     model_kwargs = {k: train_kwargs.pop(k) for k in list(train_kwargs) if k in config_fields}
+    model_kwargs.update(n_top_genes=n_top_genes, min_cells=min_cells)
+    # faithful=True: the deprecated spelling of preset="faithful"
+    preset = resolve_preset(preset, PRESETS, alias=train_kwargs.pop("faithful", None))
+    config = BERMUDA.resolve_config(preset, model_kwargs)
 
-    Xn, normalised = _log_normalised(X, target_sum=1e6 if faithful else 1e4)
-    work = AnnData(Xn, obs=pd.DataFrame({"batch": batches.to_numpy()}, index=adata.obs_names.astype(str)))
-    genes = select_genes(work, batches, n_top_genes=n_top_genes, min_cells=min_cells, faithful=faithful)
-    work = work[:, genes].copy()
+    # the model's own preprocessing (its preset's choices), here first to cluster every batch on it
+    Xn, genes, _ = preprocess(X, batches.to_numpy(), config)
+    work = AnnData(Xn[:, genes], obs=pd.DataFrame(index=adata.obs_names.astype(str)))
+    del Xn
     logger.info("BERMUDA: %d genes, %d cells in %d batches", genes.size, work.n_obs, batches.nunique())
     if cluster_key is None:
         clusters = cluster_batches(
@@ -429,13 +403,19 @@ def bermuda(
             f"batches {lonely} have a single cluster; MetaNeighbor scores each cluster against the other "
             f"clusters of its batch, so every batch needs at least two: {advice}."
         )
-    BERMUDA.setup_anndata(work, batch_key="batch", cluster_key="cluster")
+    # the model gets the values as given and prepares them itself (on the genes selected above)
+    var_names = make_index_unique(pd.Index(adata.var_names.astype(str)))
+    obs = pd.DataFrame({"batch": batches.to_numpy(), "cluster": work.obs["cluster"]}, index=work.obs_names)
+    data = AnnData(X, obs=obs, var=pd.DataFrame(index=var_names))
+    del work
+    BERMUDA.setup_anndata(data, batch_key="batch", cluster_key="cluster")
     model = BERMUDA(
-        work, similarity_threshold=similarity_threshold, metaneighbor=metaneighbor,
-        allow_no_pairs=allow_no_pairs, faithful=faithful, **model_kwargs,
+        data, similarity_threshold=similarity_threshold, metaneighbor=metaneighbor,
+        allow_no_pairs=allow_no_pairs, preset=preset, genes=list(var_names[genes]), **model_kwargs,
     )  # fmt: skip
     model.train(max_epochs=max_epochs, random_state=random_state, **train_kwargs)
     latent = model.get_latent_representation()
+    save_trained(model, model_path)
 
     sim = model.similarity_
     params = {
@@ -450,10 +430,11 @@ def bermuda(
         "similarity_threshold": similarity_threshold,
         "metaneighbor": metaneighbor,
         "allow_no_pairs": allow_no_pairs,
-        "faithful": faithful,
+        "preset": preset,
         "max_epochs": max_epochs,
         "random_state": random_state,
-        "normalised_counts": normalised,
+        "save_model": None if model_path is None else str(model_path),
+        "normalised_counts": model.normalised_,
         "config": model.config_,
         "key_added": key_added,
         # the trainer options of plain type (callbacks and the like cannot be stored)
@@ -474,7 +455,7 @@ def bermuda(
     write_result(
         target, key_added, params=params, start=start, uns=result,
         obsm={f"X_{key_added}": latent},
-        obs={f"{key_added}_cluster": pd.Categorical(work.obs["cluster"].astype(str).to_numpy())},
+        obs={f"{key_added}_cluster": pd.Categorical(data.obs["cluster"].astype(str).to_numpy())},
     )  # fmt: skip
     result = target.uns[key_added]
     logger.info("BERMUDA: done in %.1f s (%d epochs)", result["seconds"], result["epochs_trained"])

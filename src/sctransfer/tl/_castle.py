@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from anndata import AnnData
 
 from .._utils._docs import inject_docs
-from ..models.castle._settings import CASTLE_DOCS
+from ..models.castle._settings import CASTLE_DOCS, CaSTLePreset
 from ._label_transfer import label_transfer
 
 
@@ -18,7 +19,7 @@ def castle(
     *,
     labels_key: str,
     mode: Literal["one_vs_rest", "multiclass"] = "one_vs_rest",
-    reference: bool = False,
+    preset: CaSTLePreset = "default",
     n_features: int = 100,
     threshold: float | None = None,
     log_base: float | Literal["auto", "e"] | None = None,
@@ -28,6 +29,7 @@ def castle(
     key_added: str = "castle",
     random_state: int | None = 0,
     n_jobs: int = 1,
+    save_model: str | os.PathLike[str] | None = None,
     copy: bool = False,
     **model_kwargs: Any,
 ) -> AnnData | None:
@@ -48,7 +50,7 @@ def castle(
     labels_key
         ``.obs`` column of the source with the cell types.
     {castle_mode}
-    {castle_reference}
+    {castle_preset}
     {castle_n_features}
     {castle_threshold}
     {castle_log_base}
@@ -62,6 +64,9 @@ def castle(
         Name of every result (see Returns).
     {random_state}
     {castle_n_jobs}
+    {save_model}
+        The model is a :class:`~sctransfer.models.CaSTLe` fitted on log-normalised values (counts are
+        log-normalised first), which its ``predict`` expects too.
     {copy}
     **model_kwargs
         The other options of :class:`~sctransfer.models.CaSTLe`:
@@ -93,6 +98,6 @@ def castle(
     return label_transfer(
         adata_source, adata_target, labels_key=labels_key, method="castle", layer=source_layer,
         query_layer=target_layer, key_added=key_added, gene_case=gene_case, unknown_threshold="auto",
-        random_state=random_state, copy=copy, mode=mode, reference=reference, n_features=n_features,
-        threshold=threshold, log_base=log_base, n_jobs=n_jobs, **model_kwargs,
+        random_state=random_state, copy=copy, mode=mode, preset=preset, n_features=n_features,
+        threshold=threshold, log_base=log_base, n_jobs=n_jobs, save_model=save_model, **model_kwargs,
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from .._utils._anndata import check_key_name, copy_of, write_transfer_result
 from .._utils._docs import inject_docs
 from .._utils._keys import LabelTransferKeys
 from .._utils._logging import logger
+from .._utils._presets import preset_type, resolve_preset
+from .._utils._save import check_model_path, save_trained
 from .._utils._transfer import (
     check_unique_names,
     log_values,
@@ -34,6 +37,13 @@ from .._utils._validation import (
 )
 from ..kernels._knn import knn, knn_vote
 from ..kernels._pca import joint_pca
+from ..models.castle._settings import PRESETS as CASTLE_PRESETS
+from ..models.scjoint._config import PRESETS as SCJOINT_PRESETS
+
+#: methods with named presets (``"faithful"`` reproduces the original implementation), and their presets
+METHOD_PRESETS: dict[str, Any] = {"scjoint": SCJOINT_PRESETS, "castle": CASTLE_PRESETS}
+#: the preset names of :func:`label_transfer` (the methods' presets together)
+LabelTransferPreset = preset_type({name: None for presets in METHOD_PRESETS.values() for name in presets})
 
 
 @dataclass
@@ -50,7 +60,7 @@ class TransferInputs:
     features: list[str]
     n_neighbors: int
     random_state: int
-    faithful: bool
+    preset: str  # the method's preset ("default" for the methods without presets)
     query_rep: np.ndarray | None = None  # the query's own representation for its graph (ensemble)
 
 
@@ -76,19 +86,27 @@ class TransferResult:
     model: Any = None
 
 
-def _no_faithful(inputs: TransferInputs, method: str) -> None:
-    if inputs.faithful:
+def _method_preset(method: str, preset: str, method_kwargs: dict[str, Any]) -> str:
+    """The preset of ``method``, with its deprecated spellings (``faithful=``, ``reference=``) applied.
+
+    ``method_kwargs`` loses the deprecated keywords. A method without presets accepts only ``"default"``.
+    """
+    alias_name = "reference" if method == "castle" and "reference" in method_kwargs else "faithful"
+    alias = method_kwargs.pop(alias_name, None)
+    presets = METHOD_PRESETS.get(method, {"default": None})
+    if method not in METHOD_PRESETS and (alias or preset != "default"):
         raise ValueError(
-            f"method={method!r} has no reference implementation to be faithful to; use faithful=False "
-            "(faithful=True is for method='scjoint')."
+            f"method={method!r} has no faithful preset (no reference implementation to reproduce); use "
+            f"preset='default'. Methods with a faithful preset: {sorted(METHOD_PRESETS)}."
         )
+    # stacklevel 5: the caller of label_transfer (or of castle)
+    return resolve_preset(preset, presets, alias=alias, alias_name=alias_name, stacklevel=5)
 
 
 def _run_ensemble(inputs: TransferInputs, **settings: Any) -> TransferResult:
     """The default: kNN votes in a joint PCA and a CCA, a linear classifier, smoothed on the query's graph."""
     from ..models.ensemble import EnsembleTransfer
 
-    _no_faithful(inputs, "ensemble")
     model = EnsembleTransfer(random_state=inputs.random_state, n_neighbors=inputs.n_neighbors, **settings)
     model.fit_arrays(inputs.reference_log, inputs.codes, inputs.classes, inputs.features)
     out = model.predict_arrays(inputs.query_log, query_rep=inputs.query_rep)
@@ -131,11 +149,22 @@ def _run_knn(
     inputs: TransferInputs,
     *,
     n_comps: int = 50,
-    metric: str = "cosine",
-    backend: str = "exact",
+    metric: Literal["cosine", "euclidean"] = "cosine",
+    backend: Literal["exact", "pynndescent"] = "exact",
 ) -> TransferResult:
-    """Joint PCA of the per-dataset standardised, log-normalised shared features, then a kNN vote."""
-    _no_faithful(inputs, "knn")
+    """Joint PCA of the per-dataset standardised, log-normalised shared features, then a kNN vote.
+
+    Parameters
+    ----------
+    inputs
+        The validated reference and query.
+    n_comps
+        Components of the joint PCA.
+    metric
+        Distance of the kNN search: ``"cosine"`` or ``"euclidean"``.
+    backend
+        kNN search: ``"exact"``, or ``"pynndescent"`` (approximate) for very large references.
+    """
     check_int(n_comps, "n_comps")
     check_choice(metric, "metric", ("cosine", "euclidean"))
     pca = joint_pca(
@@ -163,11 +192,10 @@ def _run_castle(inputs: TransferInputs, **options: Any) -> TransferResult:
     """CaSTLe (:class:`~sctransfer.models.CaSTLe`): XGBoost on discretised genes, one-vs-rest by default."""
     from ..models.castle import CaSTLe
 
-    _no_faithful(inputs, "castle")
     if options.get("log_base") is None and "counts" in inputs.scales:
         options["log_base"] = "e"  # the values were log-normalised here, with the natural log
     try:
-        model = CaSTLe(random_state=inputs.random_state, gene_case="exact", **options)
+        model = CaSTLe(preset=inputs.preset, random_state=inputs.random_state, gene_case="exact", **options)
     except TypeError as err:
         raise ValueError(f"unknown option for method='castle': {err}") from None
     var = pd.DataFrame(index=pd.Index(inputs.features))
@@ -210,14 +238,36 @@ def _run_scjoint(
     max_epochs_stage3: int | None = None,
     batch_size: int | None = None,
     accelerator: str | None = None,
-    devices: int | list[int] | str = "auto",
+    devices: int | str = "auto",
     enable_progress_bar: bool | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
     **config: Any,
 ) -> TransferResult:
-    """scJoint (:class:`~sctransfer.models.SCJoint`): train, transfer by kNN, retrain, final kNN vote."""
+    """scJoint (:class:`~sctransfer.models.SCJoint`): train, transfer by kNN, retrain, final kNN vote.
+
+    Parameters
+    ----------
+    inputs
+        The validated reference and query.
+    max_epochs
+        Stage-1 training epochs (``None``: the preset's).
+    max_epochs_stage3
+        Stage-3 training epochs (``None``: the preset's; 0 skips stage 3).
+    batch_size
+        Cells drawn from each modality per step (``None``: the preset's).
+    accelerator
+        Lightning accelerator; ``None`` uses ``sct.settings.device``.
+    devices
+        Lightning devices (``"auto"``, a count, or a device index as text).
+    enable_progress_bar
+        Show a progress bar over the epochs; ``None`` follows ``sct.settings.progress_bar``.
+    trainer_kwargs
+        Further keywords of the Lightning trainer.
+    **config
+        Fields of :class:`~sctransfer.models.scjoint.SCJointConfig`.
+    """
     from ..models.scjoint import SCJoint
-    from ..models.scjoint._model import DEFAULT_UNKNOWN_THRESHOLD, build_joint_anndata
+    from ..models.scjoint._model import build_joint_anndata
 
     classes = np.asarray(inputs.classes, dtype=object)
     labels = np.where(inputs.codes >= 0, classes[np.maximum(inputs.codes, 0)], None)
@@ -230,7 +280,7 @@ def _run_scjoint(
         query_names=[str(i) for i in range(inputs.query.shape[0])],
     )
     model = SCJoint(
-        joint, reference_domain="rna", faithful=inputs.faithful, n_neighbors=inputs.n_neighbors, **config
+        joint, reference_domain="rna", preset=inputs.preset, n_neighbors=inputs.n_neighbors, **config
     )
     if model.classes_ != inputs.classes:  # pragma: no cover - both sort the same labels
         raise RuntimeError("internal error: class order differs between the verb and the model.")
@@ -257,7 +307,7 @@ def _run_scjoint(
             "probability": frame["probability"].to_numpy(),
             "similarity": frame["similarity"].to_numpy(),
         },
-        default_unknown_threshold=None if inputs.faithful else DEFAULT_UNKNOWN_THRESHOLD,
+        default_unknown_threshold=model.config.unknown_threshold,
         model=model,
     )
 
@@ -287,8 +337,9 @@ def label_transfer(
     unknown_threshold: float | Literal["auto"] | None = "auto",
     gene_case: Literal["auto", "exact", "ignore"] = "auto",
     query_rep: str | None = None,
-    faithful: bool = False,
+    preset: LabelTransferPreset = "default",
     random_state: int = 0,
+    save_model: str | os.PathLike[str] | None = None,
     copy: bool = False,
     **method_kwargs: Any,
 ) -> AnnData | MuData | None:
@@ -310,10 +361,11 @@ def label_transfer(
     ``method="knn"`` is the ensemble's first expert alone: joint PCA and the majority label of the
     ``n_neighbors`` nearest reference cells (cosine distance, exact search).
 
-    ``method="scjoint"`` trains :class:`~sctransfer.models.SCJoint` (``faithful=True`` reproduces the
-    original implementation; ``docs/differences/scjoint.md``). ``method="castle"`` fits
-    :class:`~sctransfer.models.CaSTLe` (XGBoost on discretised genes, ``docs/differences/castle.md``);
-    its one-vs-rest classifiers reject the cells no type claims.
+    ``method="scjoint"`` trains :class:`~sctransfer.models.SCJoint` (``preset="faithful"`` reproduces
+    the original implementation; ``docs/differences/scjoint.md``). ``method="castle"`` fits
+    :class:`~sctransfer.models.CaSTLe` (XGBoost on discretised genes, ``docs/differences/castle.md``;
+    ``preset="faithful"`` reproduces the published scripts); its one-vs-rest classifiers reject the cells
+    no type claims.
 
     Parameters
     ----------
@@ -340,7 +392,7 @@ def label_transfer(
         the reference lacks). ``"auto"`` uses the method's default: for the ensemble, a confidence below
         {ensemble_threshold} times the median confidence of the query cells given the same type; 0.4 for
         scJoint's default preset; CaSTLe's own one-vs-rest rule for ``castle``; none for ``knn`` and
-        with ``faithful=True``. ``None`` never rejects. The rule used goes to ``.uns[key_added]``.
+        for scJoint's faithful preset. ``None`` never rejects. The rule used goes to ``.uns[key_added]``.
     gene_case
         How gene names are matched: ``"exact"``, ``"ignore"`` (case-insensitive, for example human
         ``CD3E`` with mouse ``Cd3e``), or ``"auto"`` (exact, unless case-insensitive matching finds at
@@ -350,9 +402,18 @@ def label_transfer(
         joins the query's part of the joint PCA in the graph the labels are smoothed over. For an ATAC
         query, the LSI of its peaks (:func:`sctransfer.pp.lsi`, ``"X_lsi"``); with a MuData, copy it into
         the query modality first (``mdata["atac"].obsm["X_lsi"] = mdata["peaks"].obsm["X_lsi"]``).
-    faithful
-        ``method="scjoint"`` only: reproduce the original implementation instead of the fixed default.
+    preset
+        The method's preset, for ``method="scjoint"`` and ``"castle"``: ``"default"``, or ``"faithful"``
+        to reproduce the original implementation. The settings of each are listed in
+        :data:`sctransfer.models.scjoint.PRESETS` and the ``preset`` of :class:`~sctransfer.models.CaSTLe`;
+        the other methods have ``"default"`` only.
+        ``faithful=True`` (and for ``castle`` ``reference=True``) is a deprecated spelling of
+        ``preset="faithful"``.
     {random_state}
+    {save_model}
+        Every method but ``knn`` keeps one: :class:`~sctransfer.models.EnsembleTransfer`,
+        :class:`~sctransfer.models.SCJoint` or :class:`~sctransfer.models.CaSTLe`, fitted on the shared
+        features.
     {copy}
     **method_kwargs
         Options of the method. ``ensemble``: any field of
@@ -364,7 +425,7 @@ def label_transfer(
         ``batch_size``, ``accelerator``, ``devices``, ``enable_progress_bar`` (``None`` follows
         ``sct.settings.progress_bar``), ``trainer_kwargs`` and any field of
         :class:`~sctransfer.models.scjoint.SCJointConfig`. ``castle``: the options of
-        :class:`~sctransfer.models.CaSTLe` (``mode``, ``reference``, ``n_features``, ``threshold``, ...).
+        :class:`~sctransfer.models.CaSTLe` (``mode``, ``n_features``, ``threshold``, ...).
 
     Returns
     -------
@@ -378,7 +439,7 @@ def label_transfer(
         smoothed over the query's kNN graph, lowered for cells with fewer mutual reference neighbours than
         is typical of their type (see :class:`~sctransfer.models.EnsembleTransfer`); ``knn``: the winning
         vote share; ``castle``: the winning class's probability; ``scjoint``: its vote share (the original's
-        score with ``faithful=True``).
+        score with ``preset="faithful"``).
     ``query.obsm[f"{{key_added}}_proba"]``
         Probability of every class (one column per class in the order of
         ``query.uns[key_added]["classes"]``).
@@ -415,8 +476,9 @@ def label_transfer(
         "unknown_threshold": unknown_threshold,
         "gene_case": gene_case,
         "query_rep": query_rep,
-        "faithful": faithful,
+        "preset": preset,
         "random_state": random_state,
+        "save_model": save_model,
         "method_kwargs": method_kwargs,
     }
     if isinstance(data, MuData):
@@ -473,14 +535,16 @@ def _transfer(
     unknown_threshold: float | str | None,
     gene_case: str,
     query_rep: str | None,
-    faithful: bool,
+    preset: str,
     random_state: int,
+    save_model: str | os.PathLike[str] | None,
     method_kwargs: dict[str, Any],
     extra_params: dict[str, Any],
     write_reference: bool,
 ) -> LabelTransferKeys:
     start = time.perf_counter()
     check_choice(method, "method", tuple(METHODS))
+    preset = _method_preset(method, preset, method_kwargs)
     check_nonempty(reference, "the reference")
     check_nonempty(query, "the query")
     check_key_name(key_added)
@@ -492,6 +556,9 @@ def _transfer(
     check_unique_names(query, "the query")
     codes, classes = reference_codes(reference, labels_key)
     n_neighbors = check_int(n_neighbors, "n_neighbors")
+    if save_model is not None and method == "knn":
+        raise ValueError("method='knn' fits no model to save; drop save_model, or use another method.")
+    model_path = check_model_path(save_model)
     if query_rep is not None and method != "ensemble":
         raise ValueError(f"query_rep is used by method='ensemble' only; drop it for method={method!r}.")
     rep = None if query_rep is None else query_representation(query, query_rep)
@@ -532,7 +599,7 @@ def _transfer(
         features=match.names,
         n_neighbors=n_neighbors,
         random_state=random_state,
-        faithful=faithful,
+        preset=preset,
         query_rep=rep,
     )
     try:
@@ -541,6 +608,7 @@ def _transfer(
         if "unexpected keyword" in str(err):
             raise ValueError(f"unknown option for method={method!r}: {err}") from None
         raise
+    save_trained(result.model, model_path)
     threshold = result.default_unknown_threshold if unknown_threshold == "auto" else unknown_threshold
     result_codes = np.asarray(result.codes, dtype=np.int64).copy()
     rule = None
@@ -561,8 +629,9 @@ def _transfer(
         "unknown_threshold": threshold,
         "gene_case": gene_case,
         "query_rep": query_rep,
-        "faithful": faithful,
+        "preset": preset,
         "random_state": random_state,
+        "save_model": None if model_path is None else str(model_path),
         **extra_params,
         **method_kwargs,
     }

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from anndata import AnnData
@@ -12,10 +13,9 @@ from .._utils._anndata import check_key_name, copy_of, write_result
 from .._utils._docs import inject_docs
 from .._utils._keys import TRVAE_KEY, embedding_uns_key
 from .._utils._logging import logger
+from .._utils._save import check_model_path, save_trained
 from .._utils._validation import check_nonempty, check_obs_key, check_writable, get_matrix
-
-if TYPE_CHECKING:
-    from ..models.trvae import TRVAE
+from ..models.trvae._config import TRVAEPreset
 
 
 @inject_docs()
@@ -24,36 +24,36 @@ def trvae(
     *,
     condition_key: str,
     layer: str | None = None,
-    preset: str = "default",
+    preset: TRVAEPreset = "default",
     max_epochs: int | None = None,
     batch_size: int | None = None,
     accelerator: str | None = None,
     key_added: str = TRVAE_KEY,
     random_state: int = 0,
+    save_model: str | os.PathLike[str] | None = None,
     copy: bool = False,
     enable_progress_bar: bool | None = None,
     **config: Any,
 ) -> AnnData | None:
     """Train trVAE across the conditions of ``adata`` and store its latent representation.
 
-    Trains :class:`sctransfer.models.TRVAE` on every cell, then writes the posterior mean of ``z``. Like
-    every verb it returns no model: to predict cells under another condition
-    (:meth:`~sctransfer.models.TRVAE.predict`), map new conditions
-    (:meth:`~sctransfer.models.TRVAE.load_query_data`) or save the model, train the class itself (see
-    its example).
+    Trains :class:`sctransfer.models.TRVAE` on every cell, then writes the posterior mean of ``z``. To
+    predict cells under another condition (:meth:`~sctransfer.models.TRVAE.predict`) or map new
+    conditions (:meth:`~sctransfer.models.TRVAE.load_query_data`), keep the model with ``save_model`` and
+    read it back with :meth:`~sctransfer.models.TRVAE.load`, or train the class itself (see its example).
 
     Parameters
     ----------
     adata
-        Cells x genes: log-normalised values (for example 2,000 highly variable genes) for the default
-        and paper presets, counts for ``preset="scarches"``.
+        Cells x genes: log-normalised values (for example 2,000 highly variable genes) for the default,
+        faithful and paper presets, counts for ``preset="scarches"``.
     condition_key
         ``.obs`` column with each cell's condition (at least two conditions, no missing values).
     layer
         Layer with the values; ``None`` uses ``.X``.
     preset
-        ``"default"``, ``"paper"``, ``"paper_kang"``, ``"paper_haber"`` or ``"scarches"`` (see
-        :class:`~sctransfer.models.TRVAE`).
+        ``"default"``, ``"faithful"`` (the paper's Kang notebook; ``"paper_kang"`` is its deprecated
+        name), ``"paper"``, ``"paper_haber"`` or ``"scarches"`` (see :class:`~sctransfer.models.TRVAE`).
     max_epochs, batch_size
         Override the preset's values.
     accelerator
@@ -62,6 +62,7 @@ def trvae(
         Name of the results: ``.obsm[f"X_{{key_added}}"]`` and ``.uns[key_added]`` (a leading ``"X_"`` is
         dropped, so ``"X_trvae"`` names the same results as ``"trvae"``).
     {random_state}
+    {save_model}
     {copy}
     enable_progress_bar
         Show a progress bar over the epochs (on stderr); ``None`` follows ``sct.settings.progress_bar``.
@@ -92,37 +93,11 @@ def trvae(
     >>> adata.obsm["X_trvae"].shape
     (120, 4)
     """
-    target, _ = fit_and_write(
-        adata, condition_key=condition_key, layer=layer, preset=preset, key_added=key_added,
-        random_state=random_state, copy=copy, max_epochs=max_epochs, batch_size=batch_size,
-        accelerator=accelerator, enable_progress_bar=enable_progress_bar, **config,
-    )  # fmt: skip
-    return target if copy else None
-
-
-#: options of :meth:`sctransfer.models.TRVAE.train` among the verb's keywords (the rest configure the model)
-_TRAIN_OPTIONS = ("max_epochs", "batch_size", "accelerator", "enable_progress_bar")
-
-
-def fit_and_write(
-    adata: AnnData,
-    *,
-    condition_key: str,
-    layer: str | None = None,
-    preset: str = "default",
-    key_added: str = TRVAE_KEY,
-    random_state: int = 0,
-    copy: bool = False,
-    **options: Any,
-) -> tuple[AnnData, TRVAE]:
-    """:func:`trvae`, returning the annotated AnnData and the trained model (the command line saves it).
-
-    ``options`` are the training options of :func:`trvae` (``max_epochs``, ...) and the model settings.
-    """
     from ..models.trvae import TRVAE
 
     check_nonempty(adata, "adata")
     check_writable(adata, "adata", copy=copy)
+    model_path = check_model_path(save_model)
     check_obs_key(adata, condition_key, "adata", what="condition")
     key = embedding_uns_key(key_added)
     check_key_name(key)
@@ -135,15 +110,19 @@ def fit_and_write(
         X=get_matrix(target, layer, "adata"), obs=obs, var=pd.DataFrame(index=target.var_names.copy())
     )
     TRVAE.setup_anndata(work, condition_key=condition_key)
-    train = {name: options.pop(name) for name in _TRAIN_OPTIONS if name in options}
-    model = TRVAE(work, preset=preset, **options)
-    model.train(random_state=random_state, **train)
+    model = TRVAE(work, preset=preset, **config)
+    model.train(
+        random_state=random_state, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator,
+        enable_progress_bar=enable_progress_bar,
+    )  # fmt: skip
     latent = model.get_latent_representation()
+    save_trained(model, model_path)
     params = {
         "condition_key": condition_key,
         "layer": layer,
-        "preset": preset,
+        "preset": model.preset_,
         "random_state": random_state,
+        "save_model": None if model_path is None else str(model_path),
         "key_added": key,
         **model.config_,
     }
@@ -160,4 +139,4 @@ def fit_and_write(
         key,
         target.uns[key]["seconds"],
     )
-    return target, model
+    return target if copy else None

@@ -1,6 +1,20 @@
-"""BERMUDA: batch alignment with an autoencoder and MMD between MetaNeighbor-matched clusters."""
+"""BERMUDA: batch alignment with an autoencoder and MMD between MetaNeighbor-matched clusters.
 
-from ._model import BERMUDA, DEFAULT, FAITHFUL, BERMUDAConfig
-from ._module import BERMUDAModule
+The settings (:class:`BERMUDAConfig`, :data:`PRESETS`) and the preprocessing load without torch; the model
+loads on first access.
+"""
 
-__all__ = ["BERMUDA", "DEFAULT", "FAITHFUL", "BERMUDAConfig", "BERMUDAModule"]
+from typing import TYPE_CHECKING
+
+from ..._utils._lazy import lazy_attributes
+from ._config import PRESETS, BERMUDAConfig, BERMUDAPreset
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ._model import BERMUDA
+    from ._module import BERMUDAModule
+
+__all__ = ["BERMUDA", "PRESETS", "BERMUDAConfig", "BERMUDAModule", "BERMUDAPreset"]
+
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {"BERMUDA": "._model:BERMUDA", "BERMUDAModule": "._module:BERMUDAModule"}, globals()
+)

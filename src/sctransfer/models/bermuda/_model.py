@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,84 +17,17 @@ from scvi.data.fields import CategoricalObsField, LayerField
 
 from ..._utils._logging import logger
 from ..._utils._torch import register_fields, run_training
-from ..._utils._validation import check_int
+from ..._utils._validation import check_choice, check_int
 from ...kernels._metaneighbor import metaneighbor, select_cluster_pairs
 from .._base import NeuralModel
+from ._config import PRESETS, BERMUDAPreset
 from ._data import SAMPLERS, ClusterBalancedDataModule, epoch_steps
 from ._module import BATCH_CODE_KEY, CLUSTER_CODE_KEY, BERMUDAModule
 from ._plan import BERMUDATrainingPlan, PlateauStopping
+from ._preprocess import check_preprocessing, log_normalised, preprocess
 
 #: cells above which ``metaneighbor="auto"`` uses the low-memory version
 EXACT_METANEIGHBOR_MAX_CELLS = 10_000
-
-
-@dataclass(frozen=True)
-class BERMUDAConfig:
-    """Every setting of a BERMUDA run; :data:`FAITHFUL` and :data:`DEFAULT` are the two presets.
-
-    Attributes
-    ----------
-    n_latent, n_hidden
-        Code dimension and hidden width (``None``: 200, or 20 for a 2-d code).
-    batch_size
-        Cells drawn from every cluster per step.
-    max_epochs
-        Epochs (see ``steps_per_epoch``).
-    steps_per_epoch
-        Steps (minibatches) per epoch; ``None`` uses BERMUDA's rule, ``largest cluster // batch_size``,
-        which makes the amount of training grow with the data.
-    lr, weight_decay
-        Adam's learning rate and coupled L2 weight decay.
-    gamma
-        Maximal weight of the transfer (MMD) loss.
-    ramp_epochs
-        Epochs over which the transfer weight ramps up as ``gamma (2 / (1 + exp(-10 e / E)) - 1)``
-        (``None``: ``max_epochs``, as in BERMUDA).
-    reset_optimizer_each_epoch
-        Forget Adam's state every epoch (BERMUDA re-creates its optimiser every epoch).
-    lr_halving_epochs
-        Halve the learning rate every this many epochs (``None``: constant).
-    sampler
-        ``"oversample"`` (BERMUDA) or ``"replacement"``; see :mod:`sctransfer.models.bermuda._data`.
-    early_stopping
-        Stop when the loss has plateaued after the ramp.
-    patience
-        Epochs without a 0.1 % improvement before stopping.
-    """
-
-    n_latent: int = 20
-    n_hidden: int | None = None
-    batch_size: int = 50
-    max_epochs: int = 2000
-    steps_per_epoch: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 5e-5
-    gamma: float = 1.0
-    ramp_epochs: int | None = None
-    reset_optimizer_each_epoch: bool = True
-    lr_halving_epochs: int | None = 200
-    sampler: str = "oversample"
-    early_stopping: bool = False
-    patience: int = 20
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain types."""
-        return asdict(self)
-
-
-#: BERMUDA as published: 2000 epochs, Adam re-created every epoch, learning rate halved every 200 epochs
-FAITHFUL = BERMUDAConfig()
-#: one Adam optimiser, fixed-length epochs (10 steps), a ramp over 50 of them and a stop on the loss plateau
-DEFAULT = BERMUDAConfig(
-    max_epochs=250,
-    steps_per_epoch=10,
-    ramp_epochs=50,
-    reset_optimizer_each_epoch=False,
-    lr_halving_epochs=None,
-    sampler="replacement",
-    early_stopping=True,
-    patience=50,
-)
 
 
 class BERMUDA(NeuralModel):
@@ -106,13 +39,18 @@ class BERMUDA(NeuralModel):
     of every matched pair, with a weight that ramps up during training. The code is the aligned
     representation.
 
-    Set the data up with :meth:`setup_anndata`; :func:`sctransfer.tl.bermuda` runs the whole pipeline
-    (normalisation, genes, per-batch clustering) on an AnnData.
+    The model prepares the values itself, with the choices of its preset (see
+    :class:`~sctransfer.models.bermuda.BERMUDAConfig`): counts are log-normalised (to ``target_sum``
+    per cell), and the genes detected in every batch are restricted to the union of each batch's variable
+    genes. So ``BERMUDA(adata, preset="faithful")`` alone reproduces the reference implementation's
+    preprocessing and training; :func:`sctransfer.tl.bermuda` adds the per-batch clustering.
+
+    Set the data up with :meth:`setup_anndata` first.
 
     Parameters
     ----------
     adata
-        AnnData registered with :meth:`setup_anndata` (log-normalised expression).
+        AnnData registered with :meth:`setup_anndata`: counts, or log-normalised expression.
     cluster_pairs
         Matched clusters as pairs of cluster labels (a list of pairs or a DataFrame with columns
         ``cluster_1`` and ``cluster_2``). ``None`` computes them with MetaNeighbor.
@@ -122,14 +60,28 @@ class BERMUDA(NeuralModel):
         ``"exact"``, ``"fast"`` (low-memory) or ``"auto"`` (exact up to 10,000 cells).
     allow_no_pairs
         Train with the reconstruction loss alone when no pair passes the threshold, instead of raising.
+    preset
+        ``"default"`` or ``"faithful"`` (the reference implementation); see
+        :data:`~sctransfer.models.bermuda.PRESETS` and ``docs/differences/bermuda.md``.
+    genes
+        Names of the genes to use (``var_names`` of ``adata``, which must then be unique); ``None``
+        selects them as the preset says.
     faithful
-        ``True`` reproduces the reference implementation (:data:`FAITHFUL`); ``False`` (default) uses
-        :data:`DEFAULT`.
+        Deprecated: ``True`` means ``preset="faithful"``.
     **config
-        Overrides of single settings of the preset (fields of :class:`BERMUDAConfig`).
+        Overrides of single settings of the preset (fields of
+        :class:`~sctransfer.models.bermuda.BERMUDAConfig`).
+
+    Attributes
+    ----------
+    genes_
+        Names of the genes used.
+    normalised_
+        Whether the registered values were counts, which the model log-normalised.
     """
 
     _module_cls = BERMUDAModule
+    presets = PRESETS
 
     def __init__(
         self,
@@ -139,24 +91,20 @@ class BERMUDA(NeuralModel):
         similarity_threshold: float = 0.85,
         metaneighbor: str = "auto",
         allow_no_pairs: bool = False,
-        faithful: bool = False,
+        preset: BERMUDAPreset = "default",
+        genes: Sequence[str] | None = None,
+        faithful: bool | None = None,
         **config: Any,
     ) -> None:
         super().__init__(adata)
-        valid = {f.name for f in fields(BERMUDAConfig)}
-        unknown = set(config) - valid
-        if unknown:
-            raise ValueError(f"unknown BERMUDA settings {sorted(unknown)}; valid: {sorted(valid)}")
-        self.config_ = replace(FAITHFUL if faithful else DEFAULT, **config).to_dict()
-        cfg = self.config
-        if cfg.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {cfg.sampler!r}.")
-        if metaneighbor not in ("auto", "exact", "fast"):
-            raise ValueError(f"metaneighbor must be 'auto', 'exact' or 'fast', got {metaneighbor!r}.")
+        cfg = self._set_config(preset, config, faithful=faithful)
+        check_choice(cfg.sampler, "sampler", SAMPLERS)
+        check_choice(metaneighbor, "metaneighbor", ("auto", "exact", "fast"))
         self.batches_ = [str(b) for b in self._mapping(BATCH_CODE_KEY)]
         self.clusters_ = [str(c) for c in self._mapping(CLUSTER_CODE_KEY)]
         batch_codes, cluster_codes = self._batch_codes(), self._cluster_codes()
         self.cluster_batches_ = self._check_layout(batch_codes, cluster_codes)
+        self._prepare(genes)
 
         if cluster_pairs is None:
             self.similarity_ = self._cluster_similarity(metaneighbor)
@@ -181,20 +129,20 @@ class BERMUDA(NeuralModel):
                     len(self.batches_), len(pairs))  # fmt: skip
 
         self.module = BERMUDAModule(
-            n_input=self.summary_stats.n_vars,
+            n_input=len(self.genes_),
             n_batches=len(self.batches_),
             n_latent=cfg.n_latent,
             n_hidden=cfg.n_hidden,
         )
         self._set_scaling()
         self._model_summary_string = (
-            f"BERMUDA ({'faithful' if faithful else 'default'} preset): {self.summary_stats.n_vars} genes, "
-            f"{len(self.batches_)} batches, {len(self.clusters_)} clusters, {len(pairs)} matched pairs"
+            f"BERMUDA ({self.preset_} preset): {len(self.genes_)} genes, {len(self.batches_)} batches, "
+            f"{len(self.clusters_)} clusters, {len(pairs)} matched pairs"
         )
+        # a loaded model reuses the preset, genes and pairs instead of selecting and matching again
+        preset, genes, faithful = self.preset_, list(self.genes_), None
+        cluster_pairs, allow_no_pairs = pairs, True
         self.init_params_ = self._get_init_params(locals())
-        # a loaded model reuses the pairs instead of running MetaNeighbor again
-        self.init_params_["non_kwargs"]["cluster_pairs"] = pairs
-        self.init_params_["non_kwargs"]["allow_no_pairs"] = True
 
     # ---- set-up -------------------------------------------------------------------------------
     @classmethod
@@ -207,12 +155,13 @@ class BERMUDA(NeuralModel):
         layer: str | None = None,
         **kwargs: Any,
     ) -> None:
-        """Register an AnnData of log-normalised expression with batches and per-batch clusters.
+        """Register an AnnData of expression values with batches and per-batch clusters.
 
         Parameters
         ----------
         adata
-            Cells x genes, log-normalised (for example ``sc.pp.normalize_total`` then ``sc.pp.log1p``).
+            Cells x genes: counts (the model log-normalises them as its preset says) or log-normalised
+            values (for example ``sc.pp.normalize_total`` then ``sc.pp.log1p``).
         batch_key
             ``.obs`` column with the batch of every cell.
         cluster_key
@@ -231,11 +180,6 @@ class BERMUDA(NeuralModel):
         cls.register_manager(adata_manager)
 
     # ---- helpers ------------------------------------------------------------------------------
-    @property
-    def config(self) -> BERMUDAConfig:
-        """The settings of this model."""
-        return BERMUDAConfig(**self.config_)
-
     def _mapping(self, key: str) -> list:
         return list(self.adata_manager.get_state_registry(key).categorical_mapping)
 
@@ -248,9 +192,29 @@ class BERMUDA(NeuralModel):
     def _cluster_codes(self) -> np.ndarray:
         return self._codes_of(CLUSTER_CODE_KEY)
 
-    def _X(self):
+    def _prepare(self, genes: Sequence[str] | None) -> None:
+        """The preset's preprocessing of the registered values (see :mod:`._preprocess`), kept for training."""
+        check_preprocessing(self.config)
         X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        return X.tocsr() if sp.issparse(X) else np.asarray(X)
+        if genes is None:
+            Xn, positions, self.normalised_ = preprocess(X, self._batch_codes(), self.config)
+        else:
+            names = pd.Index(self.adata.var_names)
+            positions = names.get_indexer(pd.Index([str(g) for g in genes])) if names.is_unique else None
+            if positions is None or (positions < 0).any() or len(positions) < 2:
+                raise ValueError(
+                    "genes must name at least two genes of adata.var_names, which must be unique; pass "
+                    "genes=None to select them as the preset says."
+                )
+            Xn, self.normalised_ = log_normalised(X, target_sum=self.config.target_sum)
+        self._positions = np.asarray(positions, dtype=np.int64)
+        self.genes_ = [str(g) for g in self.adata.var_names[self._positions]]
+        Xn = Xn[:, self._positions]
+        self._values = Xn.tocsr() if sp.issparse(Xn) else np.asarray(Xn)
+
+    def _X(self):
+        """The preprocessed values of the registered cells on the model's genes."""
+        return self._values
 
     def _check_layout(self, batch_codes: np.ndarray, cluster_codes: np.ndarray) -> list[str]:
         if len(self.batches_) < 2:
@@ -434,8 +398,8 @@ class BERMUDA(NeuralModel):
         Parameters
         ----------
         adata
-            AnnData set up like the training data (same genes; its batches must be among the model's);
-            ``None`` uses the model's AnnData.
+            AnnData set up like the training data (the same genes in the same order; its batches must be
+            among the model's), prepared as the training data were; ``None`` uses the model's AnnData.
         batch_size
             Cells encoded at a time.
         """
@@ -443,7 +407,10 @@ class BERMUDA(NeuralModel):
         if adata is not None:
             adata = self._validate_anndata(adata)
             manager = self.get_anndata_manager(adata, required=True)
-            X = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+            X, _ = log_normalised(
+                manager.get_from_registry(REGISTRY_KEYS.X_KEY), target_sum=self.config.target_sum
+            )
+            X = X[:, self._positions]
             batches = np.asarray(manager.get_from_registry(BATCH_CODE_KEY)).ravel().astype(np.int64)
         else:
             X, batches = self._X(), self._batch_codes()

@@ -27,10 +27,10 @@ from ..._utils._validation import (
     in_memory,
 )
 from . import _features as F
-from ._settings import CASTLE_DOCS, UNKNOWN_PATTERN, CaSTLeSettings, resolve_settings
+from ._settings import CASTLE_DOCS, UNKNOWN_PATTERN, CaSTLePreset, CaSTLeSettings, resolve_settings
 
 _FORMAT = "sctransfer.models.CaSTLe"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: settings record ``preset`` (1: ``reference``, still read)
 _MODEL_FILE = "castle.json"
 
 
@@ -190,14 +190,14 @@ class CaSTLe:
     labels in steps 1-4 when it is passed to :meth:`fit` (as in the paper); without it, those steps use the
     source alone. Genes are matched by name, never by position. The default preset also weights the classes
     evenly (``class_weight``) and thins a source that is deeper than the target (``match_detection``); see
-    ``reference`` and ``docs/differences/castle.md``. With ``self_training`` (off in both presets), steps
+    ``preset`` and ``docs/differences/castle.md``. With ``self_training`` (off in both presets), steps
     2-5 are repeated on the source plus the target cells that the previous classifiers labelled
     confidently, so that the classifiers also learn how each type looks in the target.
 
     Parameters
     ----------
     {castle_mode}
-    {castle_reference}
+    {castle_preset}
     {castle_n_features}
     {castle_threshold}
     {castle_log_base}
@@ -205,6 +205,8 @@ class CaSTLe:
     {castle_options}
     {random_state}
     {castle_n_jobs}
+    reference
+        Deprecated: ``True`` means ``preset="faithful"``.
 
     Attributes
     ----------
@@ -249,7 +251,7 @@ class CaSTLe:
         self,
         *,
         mode: Literal["one_vs_rest", "multiclass"] = "one_vs_rest",
-        reference: bool = False,
+        preset: CaSTLePreset = "default",
         n_features: int = 100,
         threshold: float | None = None,
         log_base: float | Literal["auto", "e"] | None = None,
@@ -272,11 +274,13 @@ class CaSTLe:
         pseudo_label_threshold: float = 0.9,
         random_state: int | None = 0,
         n_jobs: int = 1,
+        reference: bool | None = None,
     ) -> None:
         self.settings = resolve_settings(
-            mode=mode, reference=reference, n_features=n_features, threshold=threshold, log_base=log_base,
-            gene_case=gene_case, min_cells=min_cells, breaks=breaks, correlation_filter=correlation_filter,
-            correlation_threshold=correlation_threshold, unknown_pattern=unknown_pattern,
+            mode=mode, preset=preset, reference=reference, n_features=n_features, threshold=threshold,
+            log_base=log_base, gene_case=gene_case, min_cells=min_cells, breaks=breaks,
+            correlation_filter=correlation_filter, correlation_threshold=correlation_threshold,
+            unknown_pattern=unknown_pattern,
             unknown_case_sensitive=unknown_case_sensitive, drop_unknown_multiclass=drop_unknown_multiclass,
             encoding=encoding, two_class_objective=two_class_objective, train_fraction=train_fraction,
             class_weight=class_weight, match_detection=match_detection, n_rounds=n_rounds,
@@ -292,7 +296,7 @@ class CaSTLe:
     def __repr__(self) -> str:
         s = self.settings
         state = f"fitted, {len(self.classes_)} classes" if self.is_fitted else "not fitted"
-        return f"CaSTLe(mode={s.mode!r}, reference={s.reference}, {state})"
+        return f"CaSTLe(mode={s.mode!r}, preset={s.preset!r}, {state})"
 
     @property
     def is_fitted(self) -> bool:
@@ -403,7 +407,7 @@ class CaSTLe:
         logger.info(
             "CaSTLe (%s, %s preset): %d source cells (%d types, %d dropped as unknown), %d target cells, "
             "%d genes",
-            s.mode, "reference" if s.reference else "default", n_source, len(classes), int((~keep).sum()),
+            s.mode, s.preset, n_source, len(classes), int((~keep).sum()),
             n_target, len(genes),
         )  # fmt: skip
 
@@ -758,8 +762,9 @@ class CaSTLe:
         values["breaks"] = [math.inf if b == "inf" else b for b in values["breaks"]]
         if n_jobs is not None:
             values["n_jobs"] = n_jobs
-        reference = values.pop("reference")
-        model = cls(reference=reference, **values)
+        if "reference" in values:  # written before the preset vocabulary
+            values["preset"] = "faithful" if values.pop("reference") else "default"
+        model = cls(**values)
         classifiers = []
         for entry in content["classifiers"]:
             booster = xgb.Booster()

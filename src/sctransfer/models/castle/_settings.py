@@ -1,4 +1,4 @@
-"""CaSTLe options: the two presets (reference and default), their validation and shared docstring pieces.
+"""CaSTLe options: the two presets (faithful and default), their validation and shared docstring pieces.
 
 A preset is only a set of values on the one code path (ARCHITECTURE: "faithful mode is a preset").
 """
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._utils._presets import preset_type, resolve_preset
 from ..._utils._validation import check_choice, check_int
 
 #: Source labels that mean "no cell type" in the reference scripts (a regular expression, searched).
@@ -20,7 +21,7 @@ UNKNOWN_PATTERN = "not applicable|unclassified|contaminated|unknown"
 #: Bin edges of the reference, on the ``log2(x + 1)`` scale: 4 right-closed bins.
 BREAKS_LOG2 = (-1.0, 0.0, 1.0, 6.0, math.inf)
 #: XGBoost parameters of the reference scripts (R xgboost 0.6.4.1; ``base_score`` spells out that version's
-#: default, which modern xgboost changed). ``tree_method`` is a preset value (``PRESET_VALUES``).
+#: default, which modern xgboost changed). ``tree_method`` is a preset value (``PRESETS``).
 XGB_PARAMS: dict[str, Any] = {
     "eta": 0.7,
     "max_depth": 5,
@@ -42,7 +43,7 @@ class CaSTLeSettings:
     """Every option of a CaSTLe fit, resolved (no ``None`` left that means "from the preset")."""
 
     mode: str
-    reference: bool
+    preset: str
     n_features: int
     min_cells: int
     breaks: tuple[float, ...]
@@ -73,19 +74,36 @@ class CaSTLeSettings:
         return out
 
 
-#: Options whose value depends on the preset, and that value (``reference=False``, ``reference=True``).
-PRESET_VALUES: dict[str, tuple[Any, Any]] = {
-    "log_base": ("auto", 2.0),
-    "correlation_filter": ("pearson", "reference"),
-    "unknown_case_sensitive": (False, True),
-    "drop_unknown_multiclass": (True, False),
-    "encoding": ("onehot", "treatment"),
-    "two_class_objective": ("binary:logistic", "reg:squarederror"),
-    "train_fraction": (1.0, 0.8),
-    "class_weight": ("balanced", "none"),
-    "match_detection": (True, False),
-    "tree_method": ("hist", "exact"),
+#: CaSTLe's presets: the options whose value depends on the preset, and that value. ``"faithful"``
+#: reproduces the reference R scripts; ``"default"`` has the fixes of ``docs/differences/castle.md``.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {
+        "log_base": "auto",
+        "correlation_filter": "pearson",
+        "unknown_case_sensitive": False,
+        "drop_unknown_multiclass": True,
+        "encoding": "onehot",
+        "two_class_objective": "binary:logistic",
+        "train_fraction": 1.0,
+        "class_weight": "balanced",
+        "match_detection": True,
+        "tree_method": "hist",
+    },
+    "faithful": {
+        "log_base": 2.0,
+        "correlation_filter": "reference",
+        "unknown_case_sensitive": True,
+        "drop_unknown_multiclass": False,
+        "encoding": "treatment",
+        "two_class_objective": "reg:squarederror",
+        "train_fraction": 0.8,
+        "class_weight": "none",
+        "match_detection": False,
+        "tree_method": "exact",
+    },
 }
+#: the preset names, as the type of ``preset`` parameters
+CaSTLePreset = preset_type(PRESETS)
 
 
 def _check_float(value: Any, name: str, *, low: float, high: float, low_open: bool = False) -> float:
@@ -130,13 +148,17 @@ def _check_log_base(value: Any) -> float | str:
     return float(value)
 
 
-def resolve_settings(*, reference: bool, **options: Any) -> CaSTLeSettings:
+def resolve_settings(
+    *, preset: str = "default", reference: bool | None = None, **options: Any
+) -> CaSTLeSettings:
     """Fill the ``None`` options from the preset and validate everything.
 
     Parameters
     ----------
+    preset
+        Which preset (:data:`PRESETS`) fills the options left at ``None``.
     reference
-        Which preset fills the options left at ``None``.
+        Deprecated: ``True`` means ``preset="faithful"``.
     **options
         The constructor options of :class:`~sctransfer.models.CaSTLe`.
 
@@ -144,13 +166,14 @@ def resolve_settings(*, reference: bool, **options: Any) -> CaSTLeSettings:
     -------
     The resolved settings.
     """
-    if not isinstance(reference, bool | np.bool_):
-        raise ValueError(f"reference must be True or False, got {reference!r}.")
-    reference = bool(reference)
+    if isinstance(reference, np.bool_):
+        reference = bool(reference)
+    # stacklevel 4: the caller of CaSTLe(reference=...)
+    preset = resolve_preset(preset, PRESETS, alias=reference, alias_name="reference", stacklevel=4)
     values = dict(options)
-    for name, (default, ref) in PRESET_VALUES.items():
+    for name, value in PRESETS[preset].items():
         if values.get(name) is None:
-            values[name] = ref if reference else default
+            values[name] = value
     mode = check_choice(values["mode"], "mode", MODES)
     if values.get("breaks") is None:
         values["breaks"] = BREAKS_LOG2
@@ -183,7 +206,7 @@ def resolve_settings(*, reference: bool, **options: Any) -> CaSTLeSettings:
         random_state = check_int(random_state, "random_state", minimum=0)
     settings = CaSTLeSettings(
         mode=mode,
-        reference=reference,
+        preset=preset,
         n_features=check_int(values.get("n_features", 100), "n_features"),
         min_cells=check_int(values.get("min_cells", 10), "min_cells", minimum=0),
         breaks=_check_breaks(values["breaks"]),
@@ -233,15 +256,17 @@ CASTLE_DOCS: dict[str, str] = {
     "castle_mode": """mode
         ``"one_vs_rest"`` (default; one binary classifier per source type, each with its own genes, and
         rejection) or ``"multiclass"`` (one multi-class classifier; rejection only with ``threshold``).""",
-    "castle_reference": """reference
-        ``True`` reproduces the reference R scripts: the no-op correlation filter, the case-sensitive
+    "castle_preset": """preset
+        ``"faithful"`` reproduces the reference R scripts: the no-op correlation filter, the case-sensitive
         unknown-label pattern, treatment-coded one-hot, bins applied to the values as they are, unweighted
         classes, XGBoost's ``exact`` tree method, and in ``multiclass`` mode a random ~80 % training subset
-        and a squared-error objective for two classes. ``False`` (default) uses the fixes and additions
-        listed in ``docs/differences/castle.md`` (a real Pearson filter, bins moved to the data's log base,
+        and a squared-error objective for two classes. ``"default"`` uses the fixes and additions listed
+        in ``docs/differences/castle.md`` (a real Pearson filter, bins moved to the data's log base,
         case-insensitive unknown labels, full one-hot, balanced class weights, matching the source's
         detection rate to a shallower target, all training cells, ``binary:logistic`` for two classes,
-        ``hist`` trees). Options left at ``None`` below take the preset's value.""",
+        ``hist`` trees). Options left at ``None`` below take the preset's value
+        (:data:`~sctransfer.models.castle._settings.PRESETS`). ``reference=True`` is a deprecated spelling
+        of ``preset="faithful"``.""",
     "castle_threshold": """threshold
         Rejection threshold. ``one_vs_rest``: a cell whose probabilities are all ``<= threshold`` is
         rejected (``"Not Classified"`` from the model's ``predict``, ``"unknown"`` from
@@ -255,7 +280,7 @@ CASTLE_DOCS: dict[str, str] = {
         Base of the logarithm in the values, ``log_base(x + 1)``. The bin edges are given on the
         ``log2(x + 1)`` scale of the paper and are moved to this base. ``"auto"`` (default preset) reads
         ``.uns["log1p"]["base"]`` written by :func:`scanpy.pp.log1p` and otherwise assumes the natural log
-        (scanpy's and Seurat's ``LogNormalize``); it is detected for each dataset. The reference preset uses
+        (scanpy's and Seurat's ``LogNormalize``); it is detected for each dataset. The faithful preset uses
         ``2``: the edges are applied to the values as they are.""",
     "castle_gene_case": """gene_case
         How gene names are matched between datasets: ``"exact"`` (default, case-sensitive, like
@@ -280,31 +305,31 @@ CASTLE_DOCS: dict[str, str] = {
         before training. Default ``"not applicable|unclassified|contaminated|unknown"``; ``None`` keeps
         every label.
     unknown_case_sensitive
-        Whether ``unknown_pattern`` is case-sensitive (reference preset ``True``, default ``False``).
+        Whether ``unknown_pattern`` is case-sensitive (faithful preset ``True``, default ``False``).
     drop_unknown_multiclass
-        Whether unknown-labelled cells are also dropped in ``multiclass`` mode (reference preset ``False``:
+        Whether unknown-labelled cells are also dropped in ``multiclass`` mode (faithful preset ``False``:
         they form a class, as in the multiclass script; default ``True``).
     encoding
-        ``"onehot"`` (default preset): one indicator per observed bin; ``"treatment"`` (reference): an
+        ``"onehot"`` (default preset): one indicator per observed bin; ``"treatment"`` (faithful preset): an
         intercept plus one indicator per observed bin except the first (R ``model.matrix``).
     two_class_objective
         Objective of a ``multiclass`` fit with two classes: ``"binary:logistic"`` (default preset) or
-        ``"reg:squarederror"`` (reference: R xgboost's default, squared error on the 0/1 codes; a cell then
+        ``"reg:squarederror"`` (faithful preset: R xgboost's default, squared error on the 0/1 codes; a cell then
         gets the class whose code is nearer to the prediction).
     train_fraction
         ``multiclass`` only: each source cell joins the training set with this probability, drawn from
-        ``random_state`` (reference preset ``0.8``, as the script's ``runif(n) < 0.8``; default ``1.0``:
+        ``random_state`` (faithful preset ``0.8``, as the script's ``runif(n) < 0.8``; default ``1.0``:
         all cells).
     class_weight
         ``"balanced"`` (default preset): weight the training cells so that every class (in
         ``one_vs_rest``: the type and the rest) carries the same total weight, which lets rare types reach
-        the ``min_child_weight`` of the trees; ``"none"`` (reference): every cell weighs 1.
+        the ``min_child_weight`` of the trees; ``"none"`` (faithful preset): every cell weighs 1.
     match_detection
         Default preset ``True``: when the source detects more genes per cell (values ``> 0`` among the
         shared genes) than the target, set each non-zero source value to zero with probability
         ``1 - target / source`` (drawn from ``random_state``) before selecting genes and training, so that
         the classifiers learn from a source as shallow as the target. Nothing changes when the target is
-        the deeper one, or without a target. Reference preset ``False``.
+        the deeper one, or without a target. Faithful preset ``False``.
     self_training
         Rounds of self-training on the target (default ``0``: none, as in the paper; needs a target in
         ``fit``). In each round the target cells are classified, the cells claimed with a probability
@@ -321,5 +346,5 @@ CASTLE_DOCS: dict[str, str] = {
     xgb_params
         XGBoost parameters that replace the reference values (``eta=0.7``, ``max_depth=5``,
         ``gamma=0.001``, ``min_child_weight=10``, ``base_score=0.5``) or the preset's ``tree_method``
-        (``"hist"``, reference ``"exact"``; on one-hot features both find the same splits).""",
+        (``"hist"``, faithful preset ``"exact"``; on one-hot features both find the same splits).""",
 }

@@ -1,6 +1,19 @@
-"""scJoint: RNA -> ATAC label transfer by co-training one encoder on both modalities."""
+"""scJoint: RNA -> ATAC label transfer by co-training one encoder on both modalities.
 
-from ._model import DEFAULT, FAITHFUL, SCJoint, SCJointConfig
-from ._module import SCJointModule
+The settings (:class:`SCJointConfig`, :data:`PRESETS`) load without torch; the model loads on first access.
+"""
 
-__all__ = ["DEFAULT", "FAITHFUL", "SCJoint", "SCJointConfig", "SCJointModule"]
+from typing import TYPE_CHECKING
+
+from ..._utils._lazy import lazy_attributes
+from ._config import PRESETS, SCJointConfig, SCJointPreset
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ._model import SCJoint
+    from ._module import SCJointModule
+
+__all__ = ["PRESETS", "SCJoint", "SCJointConfig", "SCJointModule", "SCJointPreset"]
+
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {"SCJoint": "._model:SCJoint", "SCJointModule": "._module:SCJointModule"}, globals()
+)

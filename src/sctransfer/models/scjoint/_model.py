@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -20,15 +19,13 @@ from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import check_int
 from ...kernels._knn import knn, knn_vote
 from .._base import NeuralModel
+from ._config import PRESETS, SCJointPreset
 from ._data import TwoDomainDataModule
 from ._module import SCJointModule
 from ._plan import SCJointTrainingPlan
 
 DOMAIN_KEY = "domain"
 UNLABELLED = "__unlabelled__"
-#: vote fraction under which the default preset calls a query cell "unknown": its neighbours give no type
-#: at least 40 % of the votes (see benchmarks/label_transfer_mop.py for what it catches on MOp)
-DEFAULT_UNKNOWN_THRESHOLD = 0.4
 
 
 def stride_subsample(n: int, limit: int) -> np.ndarray:
@@ -43,58 +40,6 @@ def stride_subsample(n: int, limit: int) -> np.ndarray:
         keep.append(i)
         i = int(i + step)
     return np.asarray(keep, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class SCJointConfig:
-    """Every setting of an scJoint run; :data:`FAITHFUL` and :data:`DEFAULT` are the two presets."""
-
-    input_transform: str = "binary"
-    n_latent: int = 64
-    batch_size: int = 256
-    epochs_stage1: int = 20
-    epochs_stage3: int = 20
-    lr_stage1: float = 0.01
-    lr_stage3: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_decay_epoch: int = 20
-    top_fraction: float = 0.8
-    l1_weight: float = 0.1
-    center_weight: float = 1.0
-    centers: str = "fixed"  # "fixed" random anchors (reference), or "learned" (start at the class means)
-    warm_start: bool = False  # stage 3 starts from the stage-1 weights instead of a fresh model
-    steps_rule: str = "query"  # steps per epoch: n_query // batch ("query") or max(n_ref, n_query) / batch
-    n_neighbors: int = 30
-    max_reference: int | None = 20_000  # reference subsampling by the reference's integer stride
-    pseudo_threshold: float | None = None  # pseudo-labels below this vote fraction are not used in stage 3
-    # "reference" (the original's hub-weighted score), "vote" (vote fraction) or "vote_similarity" (vote
-    # fraction x mean cosine similarity to the voting neighbours: low for cells far from every reference cell)
-    confidence: str = "reference"
-    init: str = "random"  # "random" (PyTorch's default) or "pca": encoder starts as the joint PCA projection
-    faithful: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-type dictionary."""
-        return asdict(self)
-
-
-#: the reference implementation's behaviour
-FAITHFUL = SCJointConfig()
-#: sctransfer's default: the reference's defects fixed (see the differences page)
-DEFAULT = SCJointConfig(
-    input_transform="scaled",
-    init="pca",
-    lr_stage1=0.001,
-    lr_stage3=0.001,
-    centers="learned",
-    warm_start=True,
-    steps_rule="max",
-    max_reference=None,
-    pseudo_threshold=0.5,
-    confidence="vote",
-    faithful=False,
-)
 
 
 def build_joint_anndata(
@@ -148,26 +93,29 @@ class SCJoint(NeuralModel):
     reference_domain
         Value of the domain column that marks the reference (labelled) cells. ``None`` picks the one domain
         whose cells carry labels.
+    preset
+        ``"default"`` (the reference's defects fixed) or ``"faithful"`` (the reference implementation's
+        behaviour); see :data:`~sctransfer.models.scjoint.PRESETS` and ``docs/differences/scjoint.md``.
     faithful
-        ``True`` reproduces the reference implementation (:data:`FAITHFUL`); ``False`` (default) uses the
-        fixed preset (:data:`DEFAULT`).
+        Deprecated: ``True`` means ``preset="faithful"``.
     **config
         Overrides of single settings of the preset (fields of :class:`SCJointConfig`).
     """
 
     _module_cls = SCJointModule
+    presets = PRESETS
 
     def __init__(
-        self, adata: AnnData, *, reference_domain: str | None = None, faithful: bool = False, **config: Any
+        self,
+        adata: AnnData,
+        *,
+        reference_domain: str | None = None,
+        preset: SCJointPreset = "default",
+        faithful: bool | None = None,
+        **config: Any,
     ) -> None:
         super().__init__(adata)
-        base = FAITHFUL if faithful else DEFAULT
-        unknown = set(config) - {f.name for f in fields(SCJointConfig)}
-        if unknown:
-            raise ValueError(
-                f"unknown SCJoint settings {sorted(unknown)}; valid: {[f.name for f in fields(SCJointConfig)]}"
-            )
-        self.config_ = replace(base, **config).to_dict()
+        self._set_config(preset, config, faithful=faithful)
         domains = list(self.adata_manager.get_state_registry(DOMAIN_KEY).categorical_mapping)
         labels_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
         # classes in sorted order (the registry keeps the order of first appearance)
@@ -200,9 +148,10 @@ class SCJoint(NeuralModel):
             self._set_feature_statistics()
         self.pseudo_labels_ = None
         self._model_summary_string = (
-            f"SCJoint ({'faithful' if cfg.faithful else 'default'} preset): {self.summary_stats.n_vars} features, "
+            f"SCJoint ({self.preset_} preset): {self.summary_stats.n_vars} features, "
             f"{len(self.classes_)} classes, reference domain {self.reference_domain_!r}"
         )
+        preset, faithful = self.preset_, None  # a saved model records the resolved preset
         self.init_params_ = self._get_init_params(locals())
 
     # ---- set-up -------------------------------------------------------------------------------
@@ -268,11 +217,6 @@ class SCJoint(NeuralModel):
         )
 
     # ---- helpers ------------------------------------------------------------------------------
-    @property
-    def config(self) -> SCJointConfig:
-        """The settings of this model."""
-        return SCJointConfig(**self.config_)
-
     def _codes(self) -> np.ndarray:
         state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
         mapping = list(state.categorical_mapping)
@@ -391,7 +335,8 @@ class SCJoint(NeuralModel):
                 self.module, stage=stage, lr=cfg.lr_stage1 if stage == 1 else cfg.lr_stage3,
                 momentum=cfg.momentum, weight_decay=cfg.weight_decay, lr_decay_epoch=cfg.lr_decay_epoch,
                 top_fraction=cfg.top_fraction, l1_weight=cfg.l1_weight, center_weight=cfg.center_weight,
-                faithful=cfg.faithful, train_centers=stage == 3 and cfg.centers == "learned",
+                reference_center_loss=cfg.center_loss == "reference",
+                train_centers=stage == 3 and cfg.centers == "learned",
             )  # fmt: skip
             self.module.train()
             run_training(

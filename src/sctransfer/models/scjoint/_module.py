@@ -45,18 +45,18 @@ def l1_penalty(layer: nn.Linear) -> torch.Tensor:
 
 
 def center_loss(
-    z: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, faithful: bool
+    z: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, reference: bool
 ) -> torch.Tensor:
     """Euclidean distance of each embedding to the center of its class.
 
-    ``faithful=True`` computes it as the reference does: ``sqrt(|z|² + |c|² - 2 z·c)`` with no clamp
+    ``reference=True`` computes it as the reference implementation does: ``sqrt(|z|² + |c|² - 2 z·c)`` with no clamp
     before the square root, averaged over the whole B x K masked matrix (so divided by K as well).
     Otherwise the squared distance is clamped at 1e-12 before the root and averaged over the batch.
     """
     if z.shape[0] == 0:
         return z.sum() * 0.0
     sq = (z * z).sum(1, keepdim=True) + (centers * centers).sum(1)[None, :] - 2.0 * z @ centers.T
-    if faithful:
+    if reference:
         dist = sq.sqrt()
         mask = F.one_hot(labels, centers.shape[0]).to(dist.dtype)
         return (dist * mask).clamp(min=1e-12, max=1e12).mean()
@@ -140,7 +140,7 @@ class SCJointModule(BaseModuleClass):
         top_fraction: float,
         l1_weight: float,
         center_weight: float,
-        faithful: bool,
+        reference_center_loss: bool,
         query_ce: bool = True,
     ) -> LossOutput:
         """scJoint's loss for one two-domain minibatch.
@@ -167,9 +167,11 @@ class SCJointModule(BaseModuleClass):
             if query_ce and pseudo.any():
                 ce = ce + F.cross_entropy(self.classifier(z_query[pseudo]), y_query[pseudo])
             if center_weight > 0:
-                center = center_loss(z_query[pseudo], y_query[pseudo], self.centers, faithful=faithful)
+                center = center_loss(
+                    z_query[pseudo], y_query[pseudo], self.centers, reference=reference_center_loss
+                )
                 center = center + center_loss(
-                    z_ref[labelled], y_ref[labelled], self.centers, faithful=faithful
+                    z_ref[labelled], y_ref[labelled], self.centers, reference=reference_center_loss
                 )
         l1 = l1_weight * (l1_penalty(self.encoder) + l1_penalty(self.classifier))
         total = encoding + ce + center_weight * center + l1

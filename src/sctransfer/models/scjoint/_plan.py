@@ -28,7 +28,7 @@ class SCJointTrainingPlan(pl.LightningModule):
         top_fraction: float,
         l1_weight: float,
         center_weight: float,
-        faithful: bool,
+        reference_center_loss: bool,
         train_centers: bool,
         query_ce: bool = True,
     ) -> None:
@@ -44,7 +44,7 @@ class SCJointTrainingPlan(pl.LightningModule):
             "top_fraction": top_fraction,
             "l1_weight": l1_weight,
             "center_weight": center_weight,
-            "faithful": faithful,
+            "reference_center_loss": reference_center_loss,
             "query_ce": query_ce,
         }
         self.train_centers = train_centers

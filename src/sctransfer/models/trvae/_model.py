@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -17,11 +16,11 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 
-from ..._utils._anndata import to_plain
 from ..._utils._logging import logger
 from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import check_int, check_obs_key, check_values, get_matrix
 from .._base import NeuralModel
+from ._config import PRESETS, RENAMED_PRESETS, TRVAEPreset
 from ._data import TRVAEDataModule, dense_rows
 from ._module import TRVAEModule
 from ._plan import RestoreBest, TRVAETrainingPlan
@@ -35,133 +34,6 @@ _MODULE_FIELDS = (
     "activation", "leaky_slope", "dropout", "bn_momentum", "bn_eps", "encoder_bias", "decoder_bias",
     "output_activation", "var_eps", "n_reference_conditions", "freeze_expression",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TRVAEConfig:
-    """Every setting of a trVAE model; :data:`PRESETS` holds the named parameter sets.
-
-    The defaults of this class are the paper's Kang notebook (``preset="paper_kang"``).
-    """
-
-    # architecture and losses
-    n_latent: int = 20
-    encoder_layers: tuple[int, ...] = (800, 800, 128)
-    decoder_layers: tuple[int, ...] = (128, 800, 800)
-    recon_loss: str = "sse"
-    kl_reduction: str = "mean"
-    alpha: float = 1e-6
-    beta: float = 500.0
-    eta: float = 100.0
-    mmd_on: str = "y"
-    mmd_after_dropout: bool = False
-    kernel_reduce: str = "mean"
-    estimator: str = "biased"
-    mmd_boundary: int | None = None
-    legacy_pairing: bool = False
-    norm: str = "batch"
-    activation: str = "leaky_relu"
-    leaky_slope: float = 0.3
-    dropout: float = 0.2
-    bn_momentum: float = 0.01
-    bn_eps: float = 1e-3
-    encoder_bias: bool = False
-    decoder_bias: bool = False
-    output_activation: str = "relu"
-    var_eps: float = 0.0
-    # optimisation
-    lr: float = 1e-3
-    adam_eps: float = 1e-7
-    weight_decay: float = 0.0
-    grad_clip: float | None = 1e6
-    max_epochs: int = 10_000
-    batch_size: int = 128
-    early_stopping_patience: int | None = 500
-    lr_patience: int | None = 400
-    lr_factor: float = 0.1
-    kl_warmup_epochs: int | None = None
-    validation_fraction: float = 0.2
-    stratified_split: bool = False
-    balanced_sampling: bool = False
-    restore_best: bool = False
-    # query mapping (set by TRVAE.load_query_data)
-    n_reference_conditions: int = 0
-    freeze_expression: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-type dictionary (lists, not tuples)."""
-        return to_plain(asdict(self))
-
-
-_PAPER_KANG = TRVAEConfig()
-#: named parameter sets; ``TRVAE(adata, preset=name, **overrides)``
-PRESETS: dict[str, TRVAEConfig] = {
-    # the paper's training script (its timing configuration)
-    "paper": replace(
-        _PAPER_KANG,
-        n_latent=40,
-        alpha=5e-5,
-        batch_size=512,
-        max_epochs=1000,
-        early_stopping_patience=20,
-        lr_patience=10,
-    ),
-    # the paper's Kang notebook (the published Kang figures)
-    "paper_kang": _PAPER_KANG,
-    # the paper's Haber notebook (four conditions; pair with legacy_pairing=True to reproduce the figures)
-    "paper_haber": replace(
-        _PAPER_KANG,
-        n_latent=60,
-        beta=100.0,
-        batch_size=512,
-        grad_clip=100.0,
-        early_stopping_patience=750,
-        lr_patience=None,
-    ),
-    # scArches' TRVAE (counts, negative binomial, MMD on z)
-    "scarches": replace(
-        _PAPER_KANG,
-        n_latent=10,
-        encoder_layers=(256, 64),
-        decoder_layers=(64, 256),
-        recon_loss="nb",
-        kl_reduction="sum",
-        alpha=1.0,
-        beta=1.0,
-        eta=1.0,
-        mmd_on="z",
-        mmd_after_dropout=True,
-        kernel_reduce="sum",
-        norm="layer",
-        activation="relu",
-        dropout=0.05,
-        encoder_bias=True,
-        output_activation="linear",
-        var_eps=1e-4,
-        adam_eps=0.01,
-        weight_decay=0.04,
-        grad_clip=None,
-        max_epochs=400,
-        early_stopping_patience=20,
-        lr_patience=13,
-        validation_fraction=0.1,
-        stratified_split=True,
-        balanced_sampling=True,
-        restore_best=True,
-    ),
-    # sctransfer's default: the Kang notebook's network and reconstruction, with a strong MMD on z instead of
-    # the MMD layer, trained for a bounded time with the best weights kept (see the differences page)
-    "default": replace(
-        _PAPER_KANG,
-        mmd_on="z",
-        beta=5e5,
-        max_epochs=100,
-        early_stopping_patience=30,
-        lr_patience=15,
-        stratified_split=True,
-        restore_best=True,
-    ),
-}
 
 
 def _gene_index(names: pd.Index, genes: list[str], what: str) -> np.ndarray | None:
@@ -198,9 +70,10 @@ class TRVAE(NeuralModel):
     condition_key, layer
         If given, call :meth:`setup_anndata` with them first.
     preset
-        Named parameter set (:data:`PRESETS`): ``"default"``, ``"paper"`` (the paper's script),
-        ``"paper_kang"``, ``"paper_haber"`` (the paper's notebooks) or ``"scarches"``. See the
-        "differences" page of the documentation.
+        Named parameter set (:data:`~sctransfer.models.trvae.PRESETS`): ``"default"``, ``"faithful"``
+        (the paper's Kang notebook, formerly ``"paper_kang"``), ``"paper"`` (the paper's script),
+        ``"paper_haber"`` (the paper's Haber notebook) or ``"scarches"``. See the "differences" page of
+        the documentation.
     conditions
         All condition names, in code order; ``None`` uses the sorted values of the condition column.
     **config
@@ -231,6 +104,8 @@ class TRVAE(NeuralModel):
     """
 
     _module_cls = TRVAEModule
+    presets = PRESETS
+    renamed_presets = RENAMED_PRESETS
 
     def __init__(
         self,
@@ -238,7 +113,7 @@ class TRVAE(NeuralModel):
         *,
         condition_key: str | None = None,
         layer: str | None = None,
-        preset: str = "default",
+        preset: TRVAEPreset = "default",
         conditions: list[str] | None = None,
         **config: Any,
     ) -> None:
@@ -248,21 +123,13 @@ class TRVAE(NeuralModel):
             raise ValueError(
                 "layer= needs condition_key= (or register the data with TRVAE.setup_anndata first)."
             )
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}.")
-        valid = {f.name for f in fields(TRVAEConfig)}
-        unknown = set(config) - valid
-        if unknown:
-            raise ValueError(f"unknown TRVAE settings {sorted(unknown)}; valid: {sorted(valid)}")
         super().__init__(adata)
         for key in ("encoder_layers", "decoder_layers"):
             if key in config:
                 config[key] = tuple(check_int(v, key) for v in config[key])
-        cfg = replace(PRESETS[preset], **config)
+        cfg = self._set_config(preset, config)
         if not 0 <= cfg.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {cfg.validation_fraction}.")
-        self.preset_ = preset
-        self.config_ = cfg.to_dict()
         self.condition_key_ = self.adata_manager.registry["setup_args"]["condition_key"]
         self.layer_ = self.adata_manager.registry["setup_args"]["layer"]
         observed = sorted(str(c) for c in pd.unique(self.adata.obs[self.condition_key_].dropna()))
@@ -286,10 +153,11 @@ class TRVAE(NeuralModel):
         self.train_info_: dict[str, Any] = {}
         self.module = self._build_module()
         self._model_summary_string = (
-            f"TRVAE ({preset} preset): {len(self.genes_)} genes, conditions {conditions}, "
+            f"TRVAE ({self.preset_} preset): {len(self.genes_)} genes, conditions {conditions}, "
             f"latent {cfg.n_latent}, {cfg.recon_loss} loss, MMD on {cfg.mmd_on}"
         )
         condition_key = layer = None  # already registered; loading a saved model registers from its registry
+        preset = self.preset_
         self.init_params_ = self._get_init_params(locals())
 
     def _build_module(self) -> TRVAEModule:
@@ -330,14 +198,6 @@ class TRVAE(NeuralModel):
         cls.register_manager(adata_manager)
 
     # ---- helpers ------------------------------------------------------------------------------
-    @property
-    def config(self) -> TRVAEConfig:
-        """The settings of this model."""
-        values = dict(self.config_)
-        for key in ("encoder_layers", "decoder_layers"):
-            values[key] = tuple(values[key])
-        return TRVAEConfig(**values)
-
     def _condition_codes(self, names: pd.Series | np.ndarray, what: str) -> np.ndarray:
         lookup = {c: i for i, c in enumerate(self.conditions_)}
         names = pd.Series(np.asarray(names, dtype=object)).astype(str)
@@ -420,7 +280,7 @@ class TRVAE(NeuralModel):
             Adam learning rate (the preset's ``lr`` when ``None``).
         early_stopping
             Stop after ``early_stopping_patience`` epochs without a better validation loss (when the
-            preset has a patience and a validation split).
+            preset has a patience and a validation split), with scvi-tools' early stopping.
         random_state
             Seed for the weights, the split, the minibatches and dropout.
         num_threads
@@ -453,14 +313,13 @@ class TRVAE(NeuralModel):
             has_validation=has_val,
         )  # fmt: skip
         callbacks = list(trainer_kwargs.pop("callbacks", []))
-        stopper = restorer = None
+        restorer = None
         if has_val:
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-            if early_stopping and cfg.early_stopping_patience is not None:
-                stopper = EarlyStopping(
-                    monitor="validation_loss", patience=cfg.early_stopping_patience, mode="min"
-                )
-                callbacks.append(stopper)
+            if early_stopping and cfg.early_stopping_patience is not None:  # scvi-tools' early stopping
+                trainer_kwargs.setdefault("early_stopping", True)
+                trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+                trainer_kwargs.setdefault("early_stopping_patience", cfg.early_stopping_patience)
             if cfg.restore_best:
                 restorer = RestoreBest("validation_loss")
                 callbacks.append(restorer)
@@ -479,6 +338,7 @@ class TRVAE(NeuralModel):
             )  # fmt: skip
         seconds = time.perf_counter() - start
         self.module.eval()
+        stopper = next((c for c in self.trainer.callbacks if isinstance(c, EarlyStopping)), None)
         self.train_info_ = {
             "epochs": int(self.trainer.current_epoch),
             "best_epoch": None if restorer is None else int(restorer.best_epoch) + 1,

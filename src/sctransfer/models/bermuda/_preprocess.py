@@ -1,0 +1,101 @@
+"""BERMUDA's preprocessing: log-normalised values on the variable genes of every batch (no torch).
+
+:class:`~sctransfer.models.BERMUDA` applies it to the values it is given, with the choices of its preset
+(``target_sum``, ``gene_selection``, ``n_top_genes``, ``min_cells`` of
+:class:`~sctransfer.models.bermuda.BERMUDAConfig`); :func:`sctransfer.tl.bermuda` applies the same
+function first, to cluster every batch on the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..._utils._validation import check_choice, check_int, looks_like_counts
+from ...kernels._pca import log_normalize
+
+#: the gene selections of :class:`~sctransfer.models.bermuda.BERMUDAConfig`
+GENE_SELECTIONS = ("seurat_v2", "top")
+
+
+def check_preprocessing(config: Any) -> None:
+    """Raise unless the preprocessing settings of ``config`` (a ``BERMUDAConfig``) are valid."""
+    check_choice(config.gene_selection, "gene_selection", GENE_SELECTIONS)
+    check_int(config.min_cells, "min_cells", 1)
+    if config.n_top_genes is not None:
+        check_int(config.n_top_genes, "n_top_genes", 2)
+    target = config.target_sum
+    if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target < np.inf:
+        raise ValueError(f"target_sum must be a positive number, got {target!r}.")
+
+
+def log_normalised(X, *, target_sum: float) -> tuple[Any, bool]:
+    """:func:`~sctransfer.kernels._pca.log_normalize` counts (float32); other values unchanged (as float32).
+
+    Returns the values and whether they were counts (and so normalised).
+    """
+    if looks_like_counts(X):
+        X, normalised = log_normalize(X, target_sum=target_sum), True
+    else:
+        normalised = False
+    return (X.astype(np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)), normalised
+
+
+def select_genes(X, batches, *, gene_selection: str, n_top_genes: int | None, min_cells: int) -> np.ndarray:
+    """Positions of the genes detected in ``min_cells`` cells of every batch and variable in one batch.
+
+    The union over batches of each batch's variable genes (see
+    :class:`~sctransfer.models.bermuda.BERMUDAConfig`).
+    """
+    import scanpy as sc
+    from anndata import AnnData
+
+    batches = np.asarray(batches)
+    detected = np.ones(X.shape[1], dtype=bool)
+    for b in pd.unique(batches):
+        block = X[batches == b]
+        n_cells = np.asarray((block > 0).sum(axis=0)).ravel()
+        detected &= n_cells >= min(min_cells, block.shape[0])
+    if detected.sum() < 2:
+        raise ValueError(
+            f"fewer than two genes are detected in at least {min_cells} cells of every batch; the batches "
+            "share too few genes to align (check that they use the same gene identifiers)."
+        )
+    genes = np.flatnonzero(detected)
+    seurat_v2 = check_choice(gene_selection, "gene_selection", GENE_SELECTIONS) == "seurat_v2"
+    if not seurat_v2 and (n_top_genes is None or genes.size <= n_top_genes):
+        return genes
+    union = np.zeros(genes.size, dtype=bool)
+    for b in pd.unique(batches):
+        sub = AnnData(X[batches == b][:, genes])
+        if seurat_v2:
+            # Seurat v2 FindVariableGenes cut-offs: mean 0.1-8, log dispersion above 1
+            sc.pp.highly_variable_genes(sub, flavor="seurat", min_mean=0.1, max_mean=8, min_disp=1)
+        else:
+            sc.pp.highly_variable_genes(sub, flavor="seurat", n_top_genes=min(n_top_genes, genes.size))
+        union |= sub.var["highly_variable"].to_numpy()
+    if union.sum() < 2:
+        raise ValueError(
+            "fewer than two highly variable genes were found; pass n_top_genes=None to use all genes."
+        )
+    return genes[union]
+
+
+def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
+    """Apply the preprocessing of ``config`` (a ``BERMUDAConfig``) to ``X`` (cells x genes, all genes).
+
+    Returns
+    -------
+    The log-normalised values (float32, every gene), the positions of the selected genes, and whether
+    ``X`` held counts (and so was normalised).
+    """
+    check_preprocessing(config)
+    Xn, normalised = log_normalised(X, target_sum=config.target_sum)
+    genes = select_genes(
+        Xn, batches, gene_selection=config.gene_selection, n_top_genes=config.n_top_genes,
+        min_cells=config.min_cells,
+    )  # fmt: skip
+    return Xn, genes, normalised
