@@ -97,10 +97,16 @@ def _cli_usage(cli) -> list[str]:
         parser = build()
         parser.prog = "sctransfer"
         out = ["## Usage", "", "```text", parser.format_help().rstrip(), "```", ""]
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    out += [f"### `sctransfer {name}`", "", "```text", sub.format_help().rstrip(), "```", ""]
+
+        def sections(parser, words: list[str]) -> None:  # every subcommand and action (trvae train), in order
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    for name, sub in action.choices.items():
+                        title = " ".join(["sctransfer", *words, name])
+                        out.extend([f"### `{title}`", "", "```text", sub.format_help().rstrip(), "```", ""])
+                        sections(sub, [*words, name])
+
+        sections(parser, [])
     finally:
         if columns is None:
             os.environ.pop("COLUMNS", None)

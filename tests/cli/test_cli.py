@@ -15,6 +15,9 @@ import h5py
 import pytest
 
 from sctransfer import cli as cli_mod
+from sctransfer._cli._base import THREAD_ENV, galaxy_slots
+from sctransfer._cli._files import write_atomic
+from sctransfer._cli._options import verb_params
 
 SENTINEL = b"previous content, must survive a failed run\n"
 
@@ -57,7 +60,7 @@ def cli_verbs() -> list[str]:
 def test_version(cli):
     result = cli("--version")
     assert result.code == 0
-    assert result.out.strip() == f"sctransfer {cli_mod._package_version()}"
+    assert result.out.strip() == f"sctransfer {cli_mod.package_version()}"
 
 
 @pytest.mark.parametrize("verb", cli_verbs_static := [v.name for v in cli_mod.VERBS])
@@ -125,7 +128,7 @@ def test_options_mirror_python_keywords_of_the_newer_verbs():
     )  # fmt: skip
     _defaults_match(
         "trvae train", sct.tl.trvae, "--input", "i", "--condition-key", "c", "--output", "o", "--model-file", "m",
-        skip=("copy", "enable_progress_bar"),
+        skip=("copy", "enable_progress_bar", "save_model"),
     )  # fmt: skip
     predict = inspect.signature(sct.models.TRVAE.predict).parameters
     args = cli_mod.build_parser().parse_args(
@@ -180,6 +183,26 @@ def test_label_transfer_default_is_the_ensemble(cli, data, tmp_path):
     assert info["params"]["method"] == "ensemble" and info["params"]["gene_case"] == "exact"
     assert info["recorded_params"]["method"] == "ensemble" and info["recorded_params"]["gene_case"] == "exact"
     assert info["metrics"]["accuracy"] > 0.5
+
+
+def test_label_transfer_saves_the_reference_model(cli, data, tmp_path):
+    import sctransfer as sct
+
+    model, out, summary = tmp_path / "reference_model", tmp_path / "out.h5ad", tmp_path / "s.json"
+    argv = ("label-transfer", "--rna", data / "rna.h5ad", "--atac", data / "atac.h5ad", "--labels-key",
+            "cell_type", "--output", out, "--save-model", model, "--summary-json", summary)  # fmt: skip
+    result = cli(*argv)
+    assert result.code == 0, result.err
+    assert json.loads(summary.read_text())["outputs"]["model"]["path"] == str(model)
+    saved = {p.name: p.read_bytes() for p in model.iterdir()}
+    assert sct.models.EnsembleTransfer.load(model).classes_ == ["type_0", "type_1", "type_2"]
+    # a failed run leaves the saved model as it was; a successful one replaces it
+    _assert_one_error_line(cli(*argv, "--n-neighbors", "500"), 1, "n_neighbors")
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == saved
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert cli(*argv).code == 0
+    assert sorted(p.name for p in model.iterdir()) == sorted(saved)
+    assert cli(*argv[:-4], "--method", "knn", "--save-model", model).code == 1  # knn keeps no model
 
 
 def test_label_transfer_mudata_scjoint(cli, data, tmp_path):
@@ -308,7 +331,7 @@ def test_failed_write_leaves_target_untouched(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        cli_mod.write_atomic(target, broken)
+        write_atomic(target, broken)
     _untouched(target)
 
 
@@ -377,6 +400,15 @@ def test_data_error_inside_the_verb(cli, data, sentinel):
     _untouched(sentinel)
 
 
+def test_preset_of_a_method_without_presets_is_one_error_line(cli, data, sentinel):
+    result = cli(
+        "label-transfer", "--rna", data / "rna.h5ad", "--atac", data / "atac.h5ad", "--labels-key", "cell_type",
+        "--preset", "faithful", "--output", sentinel,
+    )  # fmt: skip
+    _assert_one_error_line(result, 1, "no faithful preset", "scjoint")
+    _untouched(sentinel)
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -417,21 +449,6 @@ def test_data_error_inside_the_verb(cli, data, sentinel):
                 "o",
             ],
             "--n-comps: option of --method ensemble or knn",
-        ),
-        (
-            [
-                "label-transfer",
-                "--rna",
-                "a",
-                "--atac",
-                "b",
-                "--labels-key",
-                "x",
-                "--faithful",
-                "--output",
-                "o",
-            ],
-            "--faithful",
         ),
         (
             [
@@ -518,16 +535,16 @@ def test_progress_only_on_a_terminal(cli, data, tmp_path, monkeypatch):
     argv = ("gene-activity", "--peaks", data / "peaks.h5ad", "--annotation", data / "genes.tsv")
     quiet = cli(*argv, "--output", tmp_path / "a.h5ad")
     assert quiet.code == 0 and quiet.err == ""
-    monkeypatch.setattr(cli_mod, "_stderr_is_tty", lambda: True)
+    monkeypatch.setattr(cli_mod, "stderr_is_tty", lambda: True)
     shown = cli(*argv, "--output", tmp_path / "b.h5ad")
     assert shown.code == 0
-    assert "sctransfer: gene activity: done in" in shown.err
+    assert "sctransfer: sct.pp.gene_activity: done in" in shown.err
 
 
 def test_galaxy_environment(monkeypatch, tmp_path):
     """GALAXY_SLOTS sets the thread variables; caches move off an unwritable home and package directory."""
     for name in (
-        *cli_mod._THREAD_ENV,
+        *THREAD_ENV,
         "NUMBA_NUM_THREADS",
         "NUMBA_CACHE_DIR",
         "MPLCONFIGDIR",
@@ -539,13 +556,14 @@ def test_galaxy_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("GALAXY_SLOTS", "1")
     package_dir = Path(cli_mod.__file__).resolve().parent
+    import sctransfer._cli._base as base_mod
 
     def access(path, mode):  # the home and the installed package are read-only, as on a Galaxy node
         path = Path(path)
         return not (path == package_dir or path == home or home in path.parents)
 
-    monkeypatch.setattr(cli_mod.os, "access", access)
-    env = cli_mod.configure_environment()
+    monkeypatch.setattr(base_mod.os, "access", access)
+    env = base_mod.configure_environment()
     assert env["threads"] == 1
     assert os.environ["OMP_NUM_THREADS"] == "1"
     assert "NUMBA_NUM_THREADS" not in os.environ  # numba's pool is limited in-process instead
@@ -578,7 +596,7 @@ def test_galaxy_slots_sets_thread_pools(cli, data, tmp_path, monkeypatch):
 
 def test_invalid_galaxy_slots_is_ignored(monkeypatch, capsys):
     monkeypatch.setenv("GALAXY_SLOTS", "many")
-    assert cli_mod._galaxy_slots() is None
+    assert galaxy_slots() is None
     assert "GALAXY_SLOTS" in capsys.readouterr().err
 
 
@@ -605,7 +623,7 @@ def test_options_and_help_come_from_the_signature_and_docstring():
     args = parser.parse_args(["castle", "--source", "s", "--target", "t", "--labels-key", "x", "--output", "o",
                               "--threshold", "none", "--log-base", "e", "--random-state", "none"])  # fmt: skip
     assert (args.threshold, args.log_base, args.random_state) == (None, "e", None)
-    assert cli_mod.verb_params(args)["labels_key"] == "x"
+    assert verb_params(args)["labels_key"] == "x"
     with pytest.raises(cli_mod.UsageError, match="expected none or auto or e or float, got 'ten'"):
         parser.parse_args(["castle", "--source", "s", "--target", "t", "--labels-key", "x", "--output", "o",
                            "--log-base", "ten"])  # fmt: skip

@@ -18,12 +18,13 @@ def test_public_api():
         "kang_ifnb",
         "mop_snareseq2",
         "pbmc3k",
+        "read_gene_table",
         "scicar_a549",
         "simulate_multiome",
     }
     assert set(sct.datasets.__all__) == expected
     assert issubclass(sct.datasets.DataNotFoundError, FileNotFoundError)
-    for name in expected - {"DataNotFoundError", "data_dir", "simulate_multiome"}:
+    for name in expected - {"DataNotFoundError", "data_dir", "read_gene_table", "simulate_multiome"}:
         params = inspect.signature(getattr(sct.datasets, name)).parameters
         assert params["data_dir"].kind is inspect.Parameter.KEYWORD_ONLY
         assert params["data_dir"].default is None
@@ -59,3 +60,14 @@ def test_linked_gene_rule():
     out = _linked_gene(links, ["g0", "g1", "g2"])
     assert list(out[:3]) == ["g1", "g0", "g0"]  # region 2 links g0 and g1: first in gene order
     assert out[3] is np.nan or out[3] != out[3]
+
+
+def test_read_gene_table_refuses_other_files(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("just some words\nmore words\n")
+    with pytest.raises(ValueError, match="neither a gene table"):
+        sct.datasets.read_gene_table(text)
+    binary = tmp_path / "blob.bed"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
+    with pytest.raises(ValueError, match="as text"):
+        sct.datasets.read_gene_table(binary)

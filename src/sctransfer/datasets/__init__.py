@@ -6,7 +6,7 @@ against its sha256; the raw upstream files that are public at a pinned commit ar
 :mod:`pooch` when missing. Every loaded AnnData records its origin in ``.uns["sct_dataset"]``.
 """
 
-from ._annotation import gene_annotation
+from ._annotation import gene_annotation, read_gene_table
 from ._files import DataNotFoundError, data_dir
 from ._loaders import cite_asap_adt, kang_ifnb, mop_snareseq2, pbmc3k, scicar_a549
 from ._simulate import simulate_multiome
@@ -19,6 +19,7 @@ __all__ = [
     "kang_ifnb",
     "mop_snareseq2",
     "pbmc3k",
+    "read_gene_table",
     "scicar_a549",
     "simulate_multiome",
 ]

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ._files import _fetch
 
-__all__ = ["gene_annotation"]
+__all__ = ["gene_annotation", "read_gene_table"]
 
 _FOLDER = "gene_annotation"
 _ALIASES = {
@@ -128,3 +128,80 @@ def gene_annotation(
         "files": [f"{_FOLDER}/{name}"],
     }
     return df
+
+
+def read_gene_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    r"""Read a gene coordinate table from a file, for :func:`sctransfer.pp.gene_activity`.
+
+    Two formats are recognised from the first line:
+
+    - a tab- (or comma-) separated table with a header naming at least ``chrom``, ``start``, ``end``
+      (1-based inclusive) and ``strand``, plus the gene name column (``gene_name`` by default);
+    - a BED6 file (0-based half-open, ``name`` = gene), whose starts are shifted by +1. ``track`` and
+      ``browser`` lines and ``#`` comments are skipped.
+
+    Parameters
+    ----------
+    path
+        The file.
+
+    Returns
+    -------
+    The table, with ``gene_id``, ``gene_name``, ``chrom``, ``start``, ``end`` and ``strand`` for a BED
+    file and the file's own columns for a table. ``.attrs["sct_dataset"]`` names the file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import sctransfer as sct
+    >>> bed = pathlib.Path(tempfile.mkdtemp()) / "genes.bed"
+    >>> _ = bed.write_text("chr1\t999\t5000\tGENE1\t0\t+\nchr2\t0\t800\tGENE2\t0\t-\n")
+    >>> sct.datasets.read_gene_table(bed)[["gene_name", "chrom", "start", "end"]].to_numpy().tolist()
+    [['GENE1', 'chr1', 1000, 5000], ['GENE2', 'chr2', 1, 800]]
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            first = next(
+                (line for line in fh if line.strip() and not line.startswith(("#", "track", "browser"))), ""
+            )
+    except UnicodeDecodeError as err:
+        raise ValueError(f"cannot read {path} as text: {err}") from None
+    sep = "\t" if "\t" in first else ","
+    fields = [f.strip() for f in first.rstrip("\n").split(sep)]
+    try:
+        if len(fields) >= 6 and fields[1].isdigit() and fields[2].isdigit():
+            bed = pd.read_csv(
+                path, sep="\t", header=None, comment="#", usecols=range(6), dtype={0: str, 3: str, 5: str},
+                names=["chrom", "start", "end", "gene_name", "score", "strand"], keep_default_na=False,
+            )  # fmt: skip
+            bed = bed[~bed["chrom"].str.startswith(("track", "browser"))]
+            table = pd.DataFrame(
+                {
+                    "gene_id": bed["gene_name"].to_numpy(),
+                    "gene_name": bed["gene_name"].to_numpy(),
+                    "chrom": bed["chrom"].to_numpy(),
+                    "start": bed["start"].astype("int64").to_numpy() + 1,
+                    "end": bed["end"].astype("int64").to_numpy(),
+                    "strand": bed["strand"].to_numpy(),
+                }
+            )
+        elif {"chrom", "start", "end", "strand"} <= set(fields):
+            table = pd.read_csv(
+                path, sep=sep, comment="#", dtype={"chrom": str, "strand": str}, keep_default_na=False
+            )
+        else:
+            raise ValueError(
+                f"{path} is neither a gene table with a header naming chrom, start, end, strand and the gene "
+                f"column, nor a BED6 file (first line: {first.strip()[:80]!r})"
+            )
+    except pd.errors.ParserError as err:
+        raise ValueError(f"cannot parse {path}: {' '.join(str(err).split())}") from None
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"cannot parse {path}: {' '.join(str(err).split())}") from None
+    table.attrs["sct_dataset"] = {"name": f"file:{path.name}"}
+    return table
