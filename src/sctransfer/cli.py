@@ -112,10 +112,10 @@ class Run:
             yield
         self.outputs["model"] = {"path": str(target)}
 
-    def call(self, *data: Any, **params: Any) -> None:
-        """Run the verb on ``data`` (its options in ``self.params`` unless given)."""
+    def call(self, *data: Any) -> None:
+        """Run the verb on ``data`` with the options in :attr:`params`."""
         with self.progress.step(f"sct.{self.verb.function}"):
-            resolve(self.verb.function)(*data, **(params or self.params))
+            resolve(self.verb.function)(*data, **self.params)
 
     def finish(self, data: Any, written: Any, key: str) -> None:
         """Read the run's record (``.uns[key]``) and metrics from the result, then write ``written``."""

@@ -627,3 +627,18 @@ def test_options_and_help_come_from_the_signature_and_docstring():
     with pytest.raises(cli_mod.UsageError, match="expected none or auto or e or float, got 'ten'"):
         parser.parse_args(["castle", "--source", "s", "--target", "t", "--labels-key", "x", "--output", "o",
                            "--log-base", "ten"])  # fmt: skip
+
+
+def test_every_label_transfer_method_has_its_options():
+    from sctransfer.tl._label_transfer import METHODS
+
+    assert set(cli_mod._METHOD_OPTIONS) == set(METHODS)
+    parser = cli_mod.build_parser(only="label-transfer")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        "label-transfer"
+    ]
+    owners = sub.get_default("_method_owners")
+    assert owners["smooth_steps"] == ("ensemble",) and owners["n_comps"] == ("ensemble", "knn")
+    assert owners["max_epochs"] == ("scjoint",) and owners["n_features"] == ("castle",)
+    args = parser.parse_args(["label-transfer", "--labels-key", "x", "--output", "o", "--no-mapping"])
+    assert args.mapping is False and args.smooth_steps is None
