@@ -30,8 +30,9 @@ class SctransferSettings:
         the training libraries' own messages and warnings, 4 adds debug records. ``None`` follows
         ``scanpy.settings.verbosity`` when scanpy is loaded, else 1.
     n_jobs
-        Threads of the kNN search. ``None`` uses numba's thread count (every core unless limited, for
-        example by ``NUMBA_NUM_THREADS``); ``-1`` means the same.
+        Threads of the kNN search and of MetaNeighbor's matrix products (its BLAS pool). ``None`` uses
+        numba's thread count (every core unless limited, for example by ``NUMBA_NUM_THREADS``); ``-1``
+        means the same.
     progress_bar
         Show sctransfer's progress bars (on stderr) during training. A verb's own
         ``enable_progress_bar`` argument wins over this.
@@ -87,7 +88,7 @@ class SctransferSettings:
     # ---- threads ------------------------------------------------------------------------------
     @property
     def n_jobs(self) -> int | None:
-        """Threads of the kNN search; ``None`` is numba's thread count."""
+        """Threads of the kNN search and of MetaNeighbor's BLAS products; ``None`` is numba's thread count."""
         return self._n_jobs
 
     @n_jobs.setter

@@ -18,6 +18,7 @@ from ._validation import (
     check_values,
     get_matrix,
     infer_scale,
+    is_in_memory,
     take_columns,
     to_log_scale,
 )
@@ -148,10 +149,26 @@ def log_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str
     The one input-scale check of label transfer: counts are log-normalised, unlogged normalised values are
     ``log1p``-transformed, log-normalised values are used as they are, and scaled values are refused.
     """
-    X = take_columns(get_matrix(adata, layer, name), columns)
+    source = get_matrix(adata, layer, name)
+    X = take_columns(source, columns, name=name)
     check_values(X, f"{name} values")
     scale = infer_scale(X)
-    return to_log_scale(X, scale, name), scale
+    # a backed or dask matrix was just read (only on ``columns``): normalise that copy in place
+    return to_log_scale(X, scale, name, copy=is_in_memory(source)), scale
+
+
+def raw_and_log_values(
+    adata: AnnData, layer: str | None, columns: np.ndarray, name: str
+) -> tuple[Any, Any, str]:
+    """The values of ``adata`` on ``columns`` as given, their log-normalised copy, and the input scale.
+
+    The matrix is read once (a backed or dask matrix in row chunks, only on ``columns``); the methods that
+    need both the values as given and their log-normalised form (CaSTLe, scJoint) get them from one read.
+    """
+    X = take_columns(get_matrix(adata, layer, name), columns, name=name)
+    check_values(X, f"{name} values")
+    scale = infer_scale(X)
+    return X, to_log_scale(X, scale, name), scale
 
 
 def reference_arrays(

@@ -59,29 +59,124 @@ def get_matrix(adata: AnnData, layer: str | None, name: str) -> ArrayLike:
     return adata.layers[layer]
 
 
-def in_memory(X: ArrayLike) -> ArrayLike:
-    """``X`` as a NumPy array or SciPy sparse matrix; the datasets of a backed AnnData are read into memory."""
-    if isinstance(X, np.ndarray) or sp.issparse(X):
+#: rows read at a time from a backed or dask matrix
+CHUNK_ROWS = 10_000
+
+
+def is_in_memory(X: object) -> bool:
+    """``True`` for a NumPy array or a SciPy sparse matrix (not a backed dataset or a dask array)."""
+    return isinstance(X, np.ndarray) or sp.issparse(X)
+
+
+def is_dask(X: object) -> bool:
+    """``True`` for a dask array (without importing dask)."""
+    return type(X).__module__.split(".")[0] == "dask"
+
+
+def check_readable(X: object, name: str) -> None:
+    """Raise unless ``X`` can be read in row chunks: a backed dataset, an h5py dataset or a dask array."""
+    if is_dask(X):
+        chunks = getattr(X, "chunks", ())
+        if any(not np.isfinite(size) for axis in chunks for size in axis):
+            raise ValueError(
+                f"{name} is a dask array with unknown (irregular) chunk sizes {chunks}; call "
+                "X.compute_chunk_sizes() (or build it with known lengths, e.g. to_dask_array(lengths=True)) "
+                "first."
+            )
+        if getattr(X, "ndim", 2) != 2:
+            raise ValueError(f"{name} must be a 2-d cells x features matrix, got {X.ndim} dimension(s).")
+        return
+    if hasattr(X, "shape") and hasattr(X, "__getitem__") and len(getattr(X, "shape", ())) == 2:
+        return  # anndata's backed sparse datasets, h5py/zarr datasets of a backed dense X
+    raise ValueError(
+        f"{name} is a {type(X).__module__}.{type(X).__name__}, which sctransfer cannot read; pass a NumPy "
+        "array, a SciPy sparse matrix, an AnnData opened with anndata.read_h5ad(path, backed='r'), or a dask "
+        "array (pip install dask)."
+    )
+
+
+def _rows(X: object, start: int, stop: int) -> ArrayLike:
+    block = X[start:stop]
+    if hasattr(block, "compute"):  # dask
+        block = block.compute()
+    if hasattr(block, "to_memory"):
+        block = block.to_memory()
+    if sp.issparse(block):
+        return sp.csr_matrix(block)
+    return np.asarray(block)
+
+
+def read_rows(
+    X: object,
+    columns: Sequence[int] | np.ndarray | None = None,
+    *,
+    name: str = "the matrix",
+    chunk_size: int = CHUNK_ROWS,
+) -> ArrayLike:
+    """A backed or dask matrix read into memory ``chunk_size`` rows at a time, only on ``columns``.
+
+    Only the requested columns of each chunk are kept, so the full matrix is never held; the result is a
+    CSR matrix for sparse data and a NumPy array for dense data, in the stored dtype (no float64 copy).
+    """
+    check_readable(X, name)
+    n_rows = int(X.shape[0])
+    cols = None if columns is None else np.asarray(columns, dtype=np.int64)
+    blocks: list[sp.csr_matrix] = []
+    out: np.ndarray | None = None  # dense values go straight into one array: no second copy
+    for start in range(0, max(n_rows, 1), chunk_size):
+        stop = min(start + chunk_size, n_rows)
+        block = _rows(X, start, stop)
+        if cols is not None:
+            block = block[:, cols] if sp.issparse(block) else np.take(block, cols, axis=1)
+        if sp.issparse(block):
+            blocks.append(sp.csr_matrix(block))
+            continue
+        if out is None:
+            out = np.empty((n_rows, block.shape[1]), dtype=block.dtype)
+        out[start:stop] = block
+    if blocks:
+        return blocks[0] if len(blocks) == 1 else sp.vstack(blocks, format="csr")
+    return out
+
+
+def in_memory(X: ArrayLike, name: str = "the matrix") -> ArrayLike:
+    """``X`` as a NumPy array or SciPy sparse matrix; a backed or dask matrix is read once, in row chunks."""
+    if is_in_memory(X):
         return X
-    if hasattr(X, "to_memory"):  # anndata's backed sparse dataset (np.asarray would wrap it as an object)
-        return X.to_memory()
-    # h5py datasets (backed dense) and dask arrays expose __array__
-    return np.asarray(X)
+    from ._logging import logger
+
+    logger.info(
+        "reading %s (%d x %d, %s) into memory in chunks of %d rows",
+        name, X.shape[0], X.shape[1], type(X).__name__, CHUNK_ROWS,
+    )  # fmt: skip
+    return read_rows(X, name=name)
 
 
-def take_columns(X: ArrayLike, columns: Sequence[int] | np.ndarray) -> ArrayLike:
-    """``X[:, columns]`` in the order of ``columns`` (distinct), also for the datasets of a backed AnnData.
+def iter_rows(X: ArrayLike, *, name: str = "the matrix", chunk_size: int = CHUNK_ROWS):
+    """Yield ``(start, block)`` row chunks of ``X`` in memory (CSR or NumPy); in-memory ``X`` is one chunk."""
+    if is_in_memory(X):
+        yield 0, X
+        return
+    check_readable(X, name)
+    n_rows = int(X.shape[0])
+    for start in range(0, n_rows, chunk_size):
+        yield start, _rows(X, start, min(start + chunk_size, n_rows))
 
-    h5py reads only increasing indices, so a backed matrix is read in sorted order and then reordered.
+
+def take_columns(X: ArrayLike, columns: Sequence[int] | np.ndarray, name: str = "the matrix") -> ArrayLike:
+    """``X[:, columns]`` in the order of ``columns`` (distinct), also for backed and dask matrices.
+
+    A backed or dask matrix is read in row chunks keeping only ``columns``, so the full matrix is never
+    held in memory.
     """
     columns = np.asarray(columns, dtype=np.int64)
-    if isinstance(X, np.ndarray) or sp.issparse(X):
+    if isinstance(X, np.ndarray):
+        # C order, as a chunked read gives (X[:, columns] would be in F order, and the BLAS products then
+        # round differently)
+        return np.take(X, columns, axis=1)
+    if sp.issparse(X):
         return X[:, columns]
-    order = np.argsort(columns, kind="stable")
-    block = in_memory(X[:, columns[order]])
-    position = np.empty_like(order)
-    position[order] = np.arange(order.size)
-    return block[:, position]
+    return read_rows(X, columns, name=name)
 
 
 def _values(X: ArrayLike) -> np.ndarray:
@@ -92,7 +187,14 @@ def _values(X: ArrayLike) -> np.ndarray:
 
 
 def check_values(X: ArrayLike, name: str, *, nonnegative: bool = True) -> None:
-    """Raise if ``X`` holds NaN/Inf, or negative values when ``nonnegative``."""
+    """Raise if ``X`` holds NaN/Inf, or negative values when ``nonnegative``.
+
+    A backed or dask ``X`` is checked in row chunks (never read whole).
+    """
+    if not is_in_memory(X):
+        for _, block in iter_rows(X, name=name):
+            check_values(block, name, nonnegative=nonnegative)
+        return
     values = _values(X)
     if values.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold numbers, got dtype {values.dtype}.")
@@ -107,6 +209,14 @@ def check_values(X: ArrayLike, name: str, *, nonnegative: bool = True) -> None:
             f"{name} contains negative values (minimum {values.min():.3g}); sctransfer expects counts or "
             "log-normalised expression. Pass the unscaled data (for example a counts layer with layer=...)."
         )
+
+
+def count_detected(X: ArrayLike, *, name: str = "the matrix") -> np.ndarray:
+    """Per-column number of rows with a value ``> 0``; a backed or dask matrix is read in row chunks."""
+    counts = np.zeros(X.shape[1], dtype=np.int64)
+    for _, block in iter_rows(X, name=name):
+        counts += np.asarray((block > 0).sum(axis=0)).ravel().astype(np.int64)
+    return counts
 
 
 def looks_like_counts(X: ArrayLike, *, n_values: int = 10_000) -> bool:
@@ -196,25 +306,30 @@ def infer_scale(X: ArrayLike, *, n_values: int = 100_000) -> str:
     return "log" if sample.max() <= _MAX_LOG_VALUE else "normalized"
 
 
-def to_log_scale(X: ArrayLike, scale: str, name: str) -> ArrayLike:
+def to_log_scale(X: ArrayLike, scale: str, name: str, *, copy: bool = True) -> ArrayLike:
     """Log-normalised values of ``X`` given its :func:`infer_scale` scale; a new matrix unless already log.
 
     counts are scaled to 10,000 per cell and ``log1p``-transformed; ``"normalized"`` values are
     ``log1p``-transformed; ``"scaled"`` values are refused, because the log-normalised expression they came
-    from cannot be recovered.
+    from cannot be recovered. With ``copy=False`` a float ``X`` may be changed in place (a matrix just read
+    from a backed file). The result is float32 unless ``X`` is float64.
     """
-    from ..kernels._pca import log_normalize
+    from ..kernels._pca import _float_dtype, log_normalize
 
     if scale == "counts":
-        return log_normalize(X)
+        return log_normalize(X, copy=copy)
     if scale == "log":
         return X
     if scale == "normalized":
+        dtype = _float_dtype(X)
         if sp.issparse(X):
-            X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+            inplace = not copy and isinstance(X, sp.csr_matrix) and X.dtype == dtype
+            X = X if inplace else sp.csr_matrix(X, dtype=dtype, copy=True)
             np.log1p(X.data, out=X.data)
             return X
-        return np.log1p(np.asarray(X, dtype=np.float64))
+        if not copy and isinstance(X, np.ndarray) and X.dtype == dtype:
+            return np.log1p(X, out=X)
+        return np.log1p(np.asarray(X, dtype=dtype))
     raise ValueError(
         f"{name} holds negative values, like scaled (z-scored) data; label transfer needs counts or "
         "log-normalised expression. Pass the unscaled values (for example adata.raw, or a counts layer with "

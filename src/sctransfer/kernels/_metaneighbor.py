@@ -330,6 +330,26 @@ def _check_nonconstant(ss: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------------------
 # public functions
 # --------------------------------------------------------------------------------------------------
+def _settings_blas_threads(func):
+    """Run ``func`` with BLAS limited to ``sct.settings.n_jobs`` threads.
+
+    The numba kernels here are serial: only the BLAS products use threads, so the pools never nest.
+    """
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        from .._utils._settings import settings
+
+        with threadpool_limits(limits=settings.threads(), user_api="blas"):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_settings_blas_threads
 def metaneighbor(
     X: np.ndarray | sp.spmatrix | sp.sparray,
     batches: Sequence[int] | np.ndarray,

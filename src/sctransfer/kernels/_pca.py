@@ -22,22 +22,32 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def log_normalize(X: ArrayLike, *, target_sum: float = 1e4) -> sp.csr_matrix | np.ndarray:
-    """Scale every cell to ``target_sum`` total counts and apply ``log1p``; returns a new matrix.
+def _float_dtype(X: ArrayLike) -> np.dtype:
+    """float64 for float64 input, else float32: no float64 copy of a float32 or integer matrix."""
+    return np.dtype(np.float64) if X.dtype == np.float64 else np.dtype(np.float32)
 
-    Cells with no counts stay all-zero.
+
+def log_normalize(X: ArrayLike, *, target_sum: float = 1e4, copy: bool = True) -> sp.csr_matrix | np.ndarray:
+    """Scale every cell to ``target_sum`` total counts and apply ``log1p``.
+
+    A new matrix in float32 (float64 only for float64 input), or, with ``copy=False`` and a float CSR
+    matrix or C-contiguous float array, ``X`` itself changed in place (for a matrix that was just read from
+    a backed file, so it is not held twice). Cells with no counts stay all-zero.
     """
+    dtype = _float_dtype(X)
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float64, copy=True)
-        totals = np.asarray(X.sum(axis=1)).ravel()
+        inplace = not copy and isinstance(X, sp.csr_matrix) and X.dtype == dtype
+        X = X if inplace else sp.csr_matrix(X, dtype=dtype, copy=True)
+        totals = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
         scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-        X.data *= np.repeat(scale, np.diff(X.indptr))
+        X.data *= np.repeat(scale, np.diff(X.indptr)).astype(dtype, copy=False)
         np.log1p(X.data, out=X.data)
         return X
-    X = np.array(X, dtype=np.float64, copy=True)
-    totals = X.sum(axis=1)
+    inplace = not copy and isinstance(X, np.ndarray) and X.dtype == dtype and X.flags.c_contiguous
+    X = X if inplace else np.array(X, dtype=dtype, copy=True)
+    totals = X.sum(axis=1, dtype=np.float64)
     scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    X *= scale[:, None]
+    X *= scale.astype(dtype, copy=False)[:, None]
     np.log1p(X, out=X)
     return X
 
@@ -51,12 +61,13 @@ class _Block:
 
 def _standardised_block(X: sp.csr_matrix | np.ndarray) -> _Block:
     n = X.shape[0]
+    # statistics accumulated in float64 without a float64 copy of the block
     if sp.issparse(X):
-        mean = np.asarray(X.mean(axis=0)).ravel()
-        sq = np.asarray(X.multiply(X).mean(axis=0)).ravel()
+        mean = np.asarray(X.sum(axis=0, dtype=np.float64)).ravel() / max(n, 1)
+        sq = np.asarray(X.power(2).sum(axis=0, dtype=np.float64)).ravel() / max(n, 1)
     else:
-        mean = X.mean(axis=0)
-        sq = (X * X).mean(axis=0)
+        mean = X.mean(axis=0, dtype=np.float64)
+        sq = np.einsum("ij,ij->j", X, X, dtype=np.float64) / max(n, 1)
     var = np.maximum(sq - mean**2, 0.0) * (n / max(n - 1, 1))
     std = np.sqrt(var)
     inv_std = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-12)
@@ -64,14 +75,19 @@ def _standardised_block(X: sp.csr_matrix | np.ndarray) -> _Block:
 
 
 def _matmul(block: _Block, M: np.ndarray) -> np.ndarray:
-    """``Z @ M`` for a standardised block."""
+    """``Z @ M`` for a standardised block.
+
+    The thin factor is cast to the block's dtype, so a float32 block is never upcast (which would make a
+    float64 copy of the whole block for every product); the thin results are float64.
+    """
     scaled = block.inv_std[:, None] * M
-    return np.asarray(block.X @ scaled) - (block.mean @ scaled)[None, :]
+    product = np.asarray(block.X @ scaled.astype(block.X.dtype, copy=False), dtype=np.float64)
+    return product - (block.mean @ scaled)[None, :]
 
 
 def _rmatmul(block: _Block, Y: np.ndarray) -> np.ndarray:
-    """``Z.T @ Y`` for a standardised block."""
-    XtY = np.asarray(block.X.T @ Y)
+    """``Z.T @ Y`` for a standardised block (in the block's dtype, as :func:`_matmul`)."""
+    XtY = np.asarray(block.X.T @ Y.astype(block.X.dtype, copy=False), dtype=np.float64)
     return block.inv_std[:, None] * (XtY - np.outer(block.mean, Y.sum(axis=0)))
 
 

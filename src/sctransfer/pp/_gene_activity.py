@@ -29,7 +29,15 @@ from anndata import AnnData
 from .._utils._anndata import write_result
 from .._utils._keys import GENE_ACTIVITY_KEY
 from .._utils._logging import logger
-from .._utils._validation import check_choice, check_int, check_nonempty, check_values, get_matrix
+from .._utils._validation import (
+    check_choice,
+    check_int,
+    check_nonempty,
+    check_readable,
+    check_values,
+    get_matrix,
+    is_in_memory,
+)
 
 __all__ = ["GENE_ACTIVITY_KEY", "gene_activity", "looks_like_peaks", "overlap_matrix", "parse_peaks"]
 
@@ -525,6 +533,8 @@ def _warn_genome_mismatch(stats: dict[str, Any]) -> None:
 def _row_block(X: Any, start: int, stop: int) -> sp.csr_matrix:
     """Rows ``start:stop`` of ``X`` as CSR (may share memory with ``X``: never modify it in place)."""
     block = X[start:stop]
+    if hasattr(block, "compute"):  # a dask array: this chunk only
+        block = block.compute()
     if sp.issparse(block):
         return sp.csr_matrix(block)
     block = np.asarray(block)
@@ -699,6 +709,8 @@ def gene_activity(
     if not isinstance(gene_body, bool | np.bool_) or not isinstance(binarize, bool | np.bool_):
         raise ValueError(f"gene_body and binarize must be booleans, got {gene_body!r} and {binarize!r}.")
     X = get_matrix(adata, layer, "adata")
+    if not is_in_memory(X):
+        check_readable(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
 
     peaks = parse_peaks(adata)
     p_start = peaks["start"].to_numpy() - (1 if peak_coordinates == "1-based" else 0)

@@ -12,7 +12,16 @@ from anndata import AnnData
 from .._utils._anndata import check_key_name, copy_of, write_result
 from .._utils._docs import inject_docs
 from .._utils._logging import logger
-from .._utils._validation import check_int, check_nonempty, check_values, check_writable, get_matrix
+from .._utils._validation import (
+    CHUNK_ROWS,
+    check_int,
+    check_nonempty,
+    check_values,
+    check_writable,
+    get_matrix,
+    is_in_memory,
+    iter_rows,
+)
 
 __all__ = ["lsi"]
 
@@ -81,14 +90,21 @@ def lsi(
             f"n_comps={n_comps} needs more than {n_total} cells and peaks, but adata has {adata.n_obs} cells "
             f"and {adata.n_vars} peaks; lower n_comps."
         )
+    name = "adata" if layer is None else f"layers[{layer!r}]"
     X = get_matrix(adata, layer, "adata")
-    if not sp.issparse(X) and not isinstance(X, np.ndarray):
-        raise ValueError(
-            f"lsi needs the peaks in memory (a NumPy array or a SciPy sparse matrix), got {type(X).__name__}; "
-            "load a backed AnnData with adata.to_memory()."
+    if is_in_memory(X):
+        check_values(X, name, nonnegative=True)
+        binary = _binary(X)
+    else:  # a backed or dask matrix: read in row chunks, keeping only the binarised CSR of each chunk
+        logger.info(
+            "lsi: reading %s (%d x %d) in chunks of %d rows", name, X.shape[0], X.shape[1], CHUNK_ROWS
         )
-    check_values(X, "adata" if layer is None else f"layers[{layer!r}]", nonnegative=True)
-    embedding, singular_values = _lsi(X, n_total, random_state=random_state)
+        blocks = []
+        for _, block in iter_rows(X, name=name):
+            check_values(block, name, nonnegative=True)
+            blocks.append(_binary(block))
+        binary = sp.vstack(blocks, format="csr")
+    embedding, singular_values = _lsi(binary, n_total, random_state=random_state)
     if drop_first:
         embedding, singular_values = embedding[:, 1:], singular_values[1:]
     target = copy_of(adata) if copy else adata
@@ -102,14 +118,19 @@ def lsi(
     return target if copy else None
 
 
-def _lsi(X: Any, n_comps: int, *, random_state: int) -> tuple[np.ndarray, np.ndarray]:
-    """TF-IDF of the binarised matrix and its truncated SVD: ``(U * S, S)``."""
-    from sklearn.utils.extmath import randomized_svd
-    from threadpoolctl import threadpool_limits
-
+def _binary(X: Any) -> sp.csr_matrix:
+    """A new float64 CSR matrix with 1 where ``X`` is non-zero."""
     binary = sp.csr_matrix(X, dtype=np.float64, copy=True)
     binary.eliminate_zeros()
     binary.data[:] = 1.0
+    return binary
+
+
+def _lsi(binary: sp.csr_matrix, n_comps: int, *, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """TF-IDF of the binarised matrix (from :func:`_binary`) and its truncated SVD: ``(U * S, S)``."""
+    from sklearn.utils.extmath import randomized_svd
+    from threadpoolctl import threadpool_limits
+
     open_per_cell = np.asarray(binary.sum(axis=1)).ravel()
     cells_per_peak = np.asarray(binary.sum(axis=0)).ravel()
     tf = sp.diags(np.divide(1.0, open_per_cell, out=np.zeros_like(open_per_cell), where=open_per_cell > 0))

@@ -24,6 +24,7 @@ from .._utils._validation import (
     check_writable,
     get_matrix,
     in_memory,
+    is_in_memory,
 )
 from ..kernels._knn import knn
 from ..kernels._metaneighbor import metaneighbor as _metaneighbor
@@ -123,14 +124,17 @@ def metaneighbor(
     """
     check_nonempty(adata, "adata")
     check_writable(adata, "adata", copy=copy)
-    X = in_memory(get_matrix(adata, layer, "adata"))
+    source = get_matrix(adata, layer, "adata")
+    X = in_memory(source, "adata" if layer is None else f"adata.layers[{layer!r}]")  # all genes are used
     check_values(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
     batches = _batches(adata, batch_key)
     raw_clusters = check_obs_key(adata, cluster_key, "adata", what="clusters")
     if raw_clusters.isna().any():
         raise ValueError(f"adata.obs[{cluster_key!r}] has missing values; every cell needs a cluster.")
     nodes = _per_batch_clusters(batches, raw_clusters)
-    Xn, _ = log_normalised(X, target_sum=1e4)
+    # a matrix just read from a backed or dask X is normalised in place: it is not held twice
+    Xn, _ = log_normalised(X, target_sum=1e4, copy=is_in_memory(source))
+    del X
     node_codes = nodes.cat.codes.to_numpy().astype(np.int64)
     batch_codes = pd.Categorical(batches).codes.astype(np.int64)
     start = time.perf_counter()
@@ -355,7 +359,8 @@ def bermuda(
     check_nonempty(adata, "adata")
     check_writable(adata, "adata", copy=copy)
     model_path = check_model_path(save_model)
-    X = in_memory(get_matrix(adata, layer, "adata"))
+    source = get_matrix(adata, layer, "adata")
+    X = in_memory(source, "adata" if layer is None else f"adata.layers[{layer!r}]")  # read once, all genes
     check_values(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
     batches = _batches(adata, batch_key)
     if cluster_key is not None:
@@ -375,6 +380,7 @@ def bermuda(
     config = BERMUDA.resolve_config(preset, model_kwargs)
 
     # the model's own preprocessing (its preset's choices), here first to cluster every batch on it
+    # X is kept as given for the model (which prepares it itself), so this is a copy
     Xn, genes, _ = preprocess(X, batches.to_numpy(), config)
     work = AnnData(Xn[:, genes], obs=pd.DataFrame(index=adata.obs_names.astype(str)))
     del Xn

@@ -22,9 +22,9 @@ from .._utils._presets import preset_type, resolve_preset
 from .._utils._save import check_model_path, save_trained
 from .._utils._transfer import (
     check_unique_names,
-    log_values,
     match_features,
     query_representation,
+    raw_and_log_values,
     reference_codes,
 )
 from .._utils._validation import (
@@ -32,8 +32,6 @@ from .._utils._validation import (
     check_int,
     check_nonempty,
     check_writable,
-    get_matrix,
-    take_columns,
 )
 from ..kernels._knn import knn, knn_vote
 from ..kernels._pca import joint_pca
@@ -566,10 +564,9 @@ def _transfer(
     match = match_features(
         reference.var_names, query.var_names, gene_case=gene_case, what=("the reference", "the query")
     )
-    X_ref_log, scale_ref = log_values(reference, layer, match.reference_index, "the reference")
-    X_query_log, scale_query = log_values(query, query_layer, match.query_index, "the query")
-    X_ref = take_columns(get_matrix(reference, layer, "the reference"), match.reference_index)
-    X_query = take_columns(get_matrix(query, query_layer, "the query"), match.query_index)
+    # each matrix is read once (a backed or dask one in row chunks, only on the shared features)
+    X_ref, X_ref_log, scale_ref = raw_and_log_values(reference, layer, match.reference_index, "the reference")
+    X_query, X_query_log, scale_query = raw_and_log_values(query, query_layer, match.query_index, "the query")
     n_labelled = int((codes >= 0).sum())
     if method != "castle" and n_neighbors > n_labelled:  # CaSTLe has no neighbours (sct.tl.castle no option)
         raise ValueError(

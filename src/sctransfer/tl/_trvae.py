@@ -14,7 +14,14 @@ from .._utils._docs import inject_docs
 from .._utils._keys import TRVAE_KEY, embedding_uns_key
 from .._utils._logging import logger
 from .._utils._save import check_model_path, save_trained
-from .._utils._validation import check_nonempty, check_obs_key, check_writable, get_matrix
+from .._utils._validation import (
+    check_nonempty,
+    check_obs_key,
+    check_writable,
+    get_matrix,
+    in_memory,
+    is_in_memory,
+)
 from ..models.trvae._config import TRVAEPreset
 
 
@@ -106,9 +113,12 @@ def trvae(
     # the model registers its own light AnnData (the same matrix, not a copy) so that scvi-tools' set-up
     # columns never land in the user's object
     obs = pd.DataFrame({condition_key: target.obs[condition_key].to_numpy()}, index=target.obs_names)
-    work = AnnData(
-        X=get_matrix(target, layer, "adata"), obs=obs, var=pd.DataFrame(index=target.var_names.copy())
-    )
+    X = get_matrix(target, layer, "adata")
+    if not is_in_memory(X):
+        # the minibatches draw rows at random, which a backed file or a dask array serves slowly: read the
+        # matrix once, in row chunks (it is then checked and trained on without further reads)
+        X = in_memory(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
+    work = AnnData(X=X, obs=obs, var=pd.DataFrame(index=target.var_names.copy()))
     TRVAE.setup_anndata(work, condition_key=condition_key)
     model = TRVAE(work, preset=preset, **config)
     model.train(

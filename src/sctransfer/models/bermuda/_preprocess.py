@@ -32,16 +32,19 @@ def check_preprocessing(config: Any) -> None:
         raise ValueError(f"target_sum must be a positive number, got {target!r}.")
 
 
-def log_normalised(X, *, target_sum: float) -> tuple[Any, bool]:
+def log_normalised(X, *, target_sum: float, copy: bool = True) -> tuple[Any, bool]:
     """:func:`~sctransfer.kernels._pca.log_normalize` counts (float32); other values unchanged (as float32).
 
-    Returns the values and whether they were counts (and so normalised).
+    Returns the values and whether they were counts (and so normalised). With ``copy=False`` a float32
+    ``X`` (one just read from a backed file) is normalised in place rather than copied.
     """
     if looks_like_counts(X):
-        X, normalised = log_normalize(X, target_sum=target_sum), True
+        X, normalised = log_normalize(X, target_sum=target_sum, copy=copy), True
     else:
         normalised = False
-    return (X.astype(np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)), normalised
+    return (
+        X.astype(np.float32, copy=False) if sp.issparse(X) else np.asarray(X, dtype=np.float32)
+    ), normalised
 
 
 def select_genes(X, batches, *, gene_selection: str, n_top_genes: int | None, min_cells: int) -> np.ndarray:
@@ -84,16 +87,16 @@ def select_genes(X, batches, *, gene_selection: str, n_top_genes: int | None, mi
     return genes[union]
 
 
-def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
+def preprocess(X, batches, config: Any, *, copy: bool = True) -> tuple[Any, np.ndarray, bool]:
     """Apply the preprocessing of ``config`` (a ``BERMUDAConfig``) to ``X`` (cells x genes, all genes).
 
     Returns
     -------
     The log-normalised values (float32, every gene), the positions of the selected genes, and whether
-    ``X`` held counts (and so was normalised).
+    ``X`` held counts (and so was normalised). ``copy=False`` may normalise a float32 ``X`` in place.
     """
     check_preprocessing(config)
-    Xn, normalised = log_normalised(X, target_sum=config.target_sum)
+    Xn, normalised = log_normalised(X, target_sum=config.target_sum, copy=copy)
     genes = select_genes(
         Xn, batches, gene_selection=config.gene_selection, n_top_genes=config.n_top_genes,
         min_cells=config.min_cells,

@@ -23,8 +23,9 @@ from ..._utils._validation import (
     check_nonempty,
     check_obs_key,
     check_values,
+    count_detected,
     get_matrix,
-    in_memory,
+    take_columns,
 )
 from . import _features as F
 from ._settings import CASTLE_DOCS, UNKNOWN_PATTERN, CaSTLePreset, CaSTLeSettings, resolve_settings
@@ -116,7 +117,9 @@ def _resolve_log_base(adata: AnnData, setting: float | str, name: str) -> float:
 
 def _dataset(adata: AnnData, layer: str | None, settings: CaSTLeSettings, name: str) -> _Dataset:
     check_nonempty(adata, name)
-    X = in_memory(get_matrix(adata, layer, name))  # a backed matrix is read once: CaSTLe uses all of it
+    # a backed or dask matrix stays where it is: its values are checked and its detected genes counted in
+    # row chunks, and only the genes CaSTLe keeps are read into memory
+    X = get_matrix(adata, layer, name)
     check_values(X, f"{name} values")
     keys = _gene_keys(adata.var_names, settings.gene_case, name)
     base = _resolve_log_base(adata, settings.log_base, name)
@@ -378,9 +381,9 @@ class CaSTLe:
             )
 
         # 1. genes detected in more than min_cells cells of each dataset (all source cells counted)
-        source_ok = F.detected_in(source.X, s.min_cells)
+        source_ok = count_detected(source.X, name=source.name) > s.min_cells
         if target is not None:
-            target_ok = F.detected_in(target.X, s.min_cells)
+            target_ok = count_detected(target.X, name=target.name) > s.min_cells
             target_pos = target.keys.get_indexer(source.keys)
             in_target = target_pos >= 0
             source_ok &= in_target
@@ -389,12 +392,13 @@ class CaSTLe:
         if src_idx.size == 0:
             raise ValueError(_no_shared_genes_message(source, target, s.min_cells))
         genes = [str(g) for g in adata_source.var_names[src_idx]]
-        S = _as_float(source.X[keep][:, src_idx] if not keep.all() else source.X[:, src_idx])
+        S = take_columns(source.X, src_idx, name=source.name)
+        S = _as_float(S[keep] if not keep.all() else S)
         to_log2_s = math.log2(source.log_base)
         edges_s = F.edges_for_base(s.breaks, source.log_base)
         if target is not None:
             tgt_idx = target.keys.get_indexer(source.keys[src_idx])
-            T = _as_float(target.X[:, tgt_idx])
+            T = _as_float(take_columns(target.X, tgt_idx, name=target.name))
             to_log2_t = math.log2(target.log_base)
             edges_t = F.edges_for_base(s.breaks, target.log_base)
             n_target = T.shape[0]
@@ -629,7 +633,7 @@ class CaSTLe:
                 f"(e.g. {missing[:5]}){hint}; predict needs every gene the model uses."
             )
         edges = F.edges_for_base(s.breaks, data.log_base)
-        bins = F.discretize(_as_float(data.X[:, pos]), edges)
+        bins = F.discretize(_as_float(take_columns(data.X, pos, name=data.name)), edges)
         return self._proba_from_bins(xgb, self._classifiers, bins, needed)
 
     def predict_scores(
