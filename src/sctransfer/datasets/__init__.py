@@ -9,7 +9,7 @@ against its sha256; the raw upstream files that are public at a pinned commit ar
 from ._annotation import gene_annotation, read_gene_table
 from ._files import DataNotFoundError, data_dir
 from ._loaders import cite_asap_adt, kang_ifnb, mop_snareseq2, pbmc3k, scicar_a549
-from ._simulate import simulate_multiome
+from ._simulate import simulate_atlas, simulate_multiome
 
 __all__ = [
     "DataNotFoundError",
@@ -21,5 +21,6 @@ __all__ = [
     "pbmc3k",
     "read_gene_table",
     "scicar_a549",
+    "simulate_atlas",
     "simulate_multiome",
 ]
