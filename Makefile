@@ -115,6 +115,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/alignment.py
 	$(BIN)/python benchmarks/trvae_kang.py
 	$(BIN)/python benchmarks/trvae_kang_diagnosis.py
+	$(BIN)/python benchmarks/threads.py
+	$(BIN)/python benchmarks/scale.py --sizes 10000 100000
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) demo_output .pytest_cache .ruff_cache docs/_build docs/generated docs/api docs/tutorials/*.ipynb docs/tutorials/timings.json
