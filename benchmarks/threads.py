@@ -4,7 +4,7 @@ numba and BLAS thread pools that nest on few cores slow a step down many times o
 pool where its kernels run (threadpoolctl); this benchmark measures what that buys on 20,000 cells x 2,000
 genes (two datasets of 10,000 cells, 50 components; a QR of 20,000 x 60), once on an idle machine and once with
 a competing single-threaded process pinned to core 0, and reports each pinned step's busy/idle ratio (the
-scale issue's bound: at most 2.5x).
+package's bound: at most 2.5x).
 
     python benchmarks/threads.py          # writes benchmarks/results/threads.json
 """

@@ -1,4 +1,4 @@
-"""Backed and lazy input (issue #16, part 2): every verb on ``read_h5ad(backed="r")`` and on a dask ``X``.
+"""Backed and lazy input: every verb on ``read_h5ad(backed="r")`` and on a dask ``X``.
 
 Each verb runs on the same small data in memory, from a backed h5ad (sparse and dense ``X``) and, when
 dask is installed, with ``X`` a dask array; the results must be the same (same seed), and the file on
