@@ -44,6 +44,25 @@ def _draw_batches(rng: np.random.Generator, n_cells: int, n_batches: int) -> np.
     return rng.permutation(np.arange(n_cells) % n_batches)
 
 
+def _type_profiles(
+    rng: np.random.Generator, n_genes: int, n_types: int, *, baseline: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mean profiles of the cell types and the type each gene marks (``""`` for none).
+
+    A shared baseline ``N(*baseline)`` per gene, type-specific noise ``N(0, 0.3)``, and disjoint marker
+    genes of each type raised by 1.5-3 (drawn in this order, which fixes the simulators' numbers).
+    """
+    n_markers = max(1, min(n_genes // n_types, n_genes // (10 * n_types)))
+    profiles = rng.normal(*baseline, n_genes)[None, :] + rng.normal(0.0, 0.3, (n_types, n_genes))
+    order = rng.permutation(n_genes)
+    marker_of = np.full(n_genes, "", dtype=object)
+    for t in range(n_types):
+        genes = order[t * n_markers : (t + 1) * n_markers]
+        profiles[t, genes] += rng.uniform(1.5, 3.0, genes.size)
+        marker_of[genes] = f"type_{t}"
+    return profiles, marker_of
+
+
 @inject_docs()
 def simulate_multiome(
     n_cells: int = 1000,
@@ -120,14 +139,7 @@ def simulate_multiome(
 
     rng = np.random.default_rng(random_state)
     # shared biology
-    n_markers = max(1, min(n_genes // n_types, n_genes // (10 * n_types)))
-    profiles = rng.normal(0.0, 1.0, n_genes)[None, :] + rng.normal(0.0, 0.3, (n_types, n_genes))
-    order = rng.permutation(n_genes)
-    marker_of = np.full(n_genes, "", dtype=object)
-    for t in range(n_types):
-        genes = order[t * n_markers : (t + 1) * n_markers]
-        profiles[t, genes] += rng.uniform(1.5, 3.0, genes.size)
-        marker_of[genes] = f"type_{t}"
+    profiles, marker_of = _type_profiles(rng, n_genes, n_types, baseline=(0.0, 1.0))
     # per-gene log-fold distortion, centred so that atac_depth is the expected relative depth
     distortion = modality_shift * rng.normal(0.0, 1.0, n_genes) - modality_shift**2 / 2.0
     batch_effects = rng.normal(0.0, 0.3, (n_batches, n_genes)) if n_batches > 1 else np.zeros((1, n_genes))
@@ -309,14 +321,7 @@ def simulate_atlas(
 
     # shared biology: a function of (random_state, n_genes, n_types, n_batches) only
     rng = np.random.default_rng([random_state, 0])
-    n_markers = max(1, min(n_genes // n_types, n_genes // (10 * n_types)))
-    profiles = rng.normal(-2.0, 1.5, n_genes)[None, :] + rng.normal(0.0, 0.3, (n_types, n_genes))
-    order = rng.permutation(n_genes)
-    marker_of = np.full(n_genes, "", dtype=object)
-    for t in range(n_types):
-        genes = order[t * n_markers : (t + 1) * n_markers]
-        profiles[t, genes] += rng.uniform(1.5, 3.0, genes.size)
-        marker_of[genes] = f"type_{t}"
+    profiles, marker_of = _type_profiles(rng, n_genes, n_types, baseline=(-2.0, 1.5))
     technology = technology_shift * rng.normal(0.0, 1.0, n_genes) - technology_shift**2 / 2.0
     batch_effects = rng.normal(0.0, 0.3, (n_batches, n_genes)) if n_batches > 1 else np.zeros((1, n_genes))
     if role == "query":
