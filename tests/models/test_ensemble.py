@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import sctransfer as sct
-from sctransfer.models.ensemble._model import smooth_on_graph
+from sctransfer.models.ensemble._model import self_trained_proba, smooth_on_graph
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,39 @@ def test_smoothing_pulls_a_cell_towards_its_neighbours():
     out = smooth_on_graph(values, indices, alpha=0.5, n_steps=3)
     assert out[0, 1] == pytest.approx(0.5)
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
+
+
+def test_self_training_corrects_the_unsure_cells_of_a_clean_query_structure():
+    # two well-separated query populations; the experts got a third of each wrong, with low confidence
+    rng = np.random.default_rng(0)
+    space = np.vstack([rng.normal(0, 1, (100, 5)), rng.normal(6, 1, (100, 5))])
+    truth = np.repeat([0, 1], 100)
+    codes = truth.copy()
+    wrong = rng.random(200) < 1 / 3
+    codes[wrong] = 1 - codes[wrong]
+    confidence = np.where(wrong, 0.4, 0.9)
+    own = self_trained_proba(space, codes, confidence, n_classes=3, C=0.01)
+    assert own.shape == (200, 3)
+    np.testing.assert_allclose(own.sum(axis=1), 1.0)
+    assert (own[:, 2] == 0).all()  # a class the query was never given stays at 0
+    assert (own.argmax(axis=1) == truth).mean() > 0.95
+    # one confident class: nothing to learn
+    assert self_trained_proba(space, np.zeros(200, dtype=int), confidence, n_classes=3, C=0.01) is None
+
+
+def test_self_training_is_a_setting(pair):
+    rna, atac = pair
+    model = sct.models.EnsembleTransfer().fit(rna, labels_key="cell_type")
+    on = model.predict_output(atac)
+    off = sct.models.EnsembleTransfer(self_training=0.0).fit(rna, labels_key="cell_type").predict_output(atac)
+    assert on.info["self_trained"] and not off.info["self_trained"]
+    assert not np.allclose(on.proba, off.proba)
+    # the confidence comes before self-training (the mapping factor aside): it does not depend on it
+    a, b = (
+        sct.models.EnsembleTransfer(self_training=w, mapping=False).fit(rna, labels_key="cell_type")
+        for w in (0.5, 0.0)
+    )
+    np.testing.assert_allclose(a.predict_output(atac).confidence, b.predict_output(atac).confidence)
 
 
 def test_a_type_missing_from_the_reference_gets_a_lower_confidence():

@@ -415,9 +415,9 @@ def label_transfer(
     {copy}
     **method_kwargs
         Options of the method. ``ensemble``: any field of
-        :class:`~sctransfer.models.ensemble.EnsembleSettings` (``n_comps``, ``n_cca``, ``prior_power``,
-        ``C``, ``max_features``, ``smooth_neighbors``, ``smooth_alpha``, ``smooth_steps``, ``sharpen``,
-        ``mapping``). ``knn``:
+        :class:`~sctransfer.models.ensemble.EnsembleSettings`, as documented in
+        :class:`~sctransfer.models.EnsembleTransfer` (for example ``self_training=0`` or
+        ``mapping=False``). ``knn``:
         ``n_comps`` (50), ``metric`` (``"cosine"``) and ``backend`` (``"exact"``, or
         ``"pynndescent"`` for very large references). ``scjoint``: ``max_epochs``, ``max_epochs_stage3``,
         ``batch_size``, ``accelerator``, ``devices``, ``enable_progress_bar`` (``None`` follows

@@ -30,13 +30,14 @@ class EnsembleSettings:
     n_neighbors: int = 30
     n_comps: int = 50
     n_cca: int = 30
-    prior_power: float = 0.5
+    prior_power: float = 0.25
     C: float = 0.01
     max_features: int = 3000
     smooth_neighbors: int = 15
     smooth_alpha: float = 0.5
     smooth_steps: int = 3
     sharpen: float = 2.0
+    self_training: float = 0.5
     mapping: bool = True
     random_state: int = 0
 
@@ -128,6 +129,34 @@ def smooth_on_graph(values: np.ndarray, indices: np.ndarray, *, alpha: float, n_
     return out
 
 
+def self_trained_proba(
+    space: np.ndarray, codes: np.ndarray, confidence: np.ndarray, *, n_classes: int, C: float
+) -> np.ndarray | None:
+    """Probabilities of a classifier trained on the query alone, from its confident cells.
+
+    A class-balanced logistic regression on the standardised columns of ``space`` is trained on the cells
+    whose ``confidence`` is at least the median of the cells with the same code, labelled with their
+    ``codes``. Returns ``(n_cells, n_classes)`` probabilities (0 for the codes it never saw), or ``None`` when
+    the confident cells hold fewer than two codes (nothing to learn).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    confident = confidence >= median_by_class(codes, confidence)
+    present = np.unique(codes[confident])
+    if len(present) < 2:
+        return None
+    Z = np.asarray(space, dtype=np.float32)
+    std = Z.std(axis=0)
+    Z = (Z - Z.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    clf = LogisticRegression(C=C, max_iter=200, tol=1e-3, class_weight="balanced")
+    with threadpool_limits(limits=1, user_api="blas"):  # many small products: see _fit_classifier
+        clf.fit(Z[confident], codes[confident])
+    out = np.zeros((Z.shape[0], n_classes), dtype=np.float64)
+    out[:, clf.classes_] = clf.predict_proba(Z)
+    return out
+
+
 def _graph_space(embedding: np.ndarray, rep: np.ndarray) -> np.ndarray:
     """Both representations side by side, each centred, standardised and scaled to unit row norms."""
     if rep.shape[0] != embedding.shape[0]:
@@ -160,7 +189,13 @@ class EnsembleTransfer:
     3. the average is sharpened (raised to the power ``sharpen`` and renormalised: an average of experts is
        less confident than it is accurate) and smoothed over the query's own kNN graph (label spreading),
        so that each cell agrees with its neighbours in the query;
-    4. the confidence is the smoothed largest probability, smoothed once more on the same graph, times a
+    4. self-training (``self_training > 0``): a class-balanced logistic regression is trained on the query
+       alone, in the query's own space (its part of the joint PCA, with ``query_rep`` beside it when one is
+       given), from the cells whose confidence is at least the median of their predicted type, labelled
+       with their predictions; its probabilities for every query cell are mixed in with weight
+       ``self_training``. It learns the query's own boundaries between the types, which the reference
+       cannot show when a technology or a modality moves the cells;
+    5. the confidence is the largest probability of step 3, smoothed once more on the same graph, times a
        mapping factor (with ``mapping=True``): the fraction of a query cell's reference neighbours in the
        joint PCA that have it among their own nearest query cells (mutual neighbours, as Seurat's anchors),
        averaged over the query graph, relative to the median of the cells given the same type, at most 1.
@@ -190,8 +225,11 @@ class EnsembleTransfer:
         Smoothing steps.
     sharpen
         Power applied to the averaged expert probabilities before smoothing (1: none).
+    self_training
+        Weight of the classifier trained on the confident query cells (step 4) in the final probabilities
+        (0: no self-training).
     mapping
-        Scale the confidence by the mapping factor (see step 4).
+        Scale the confidence by the mapping factor (see step 5).
     random_state
         Seed of the randomised SVDs.
 
@@ -317,15 +355,20 @@ class EnsembleTransfer:
             proba /= np.maximum(proba.sum(axis=1, keepdims=True), 1e-300)
         confidence = proba.max(axis=1)
         graph = None
+        # the query's own space: its part of the joint PCA, and its own representation when one is given
+        # (each part on the unit sphere)
+        space = emb_query if query_rep is None else _graph_space(emb_query, query_rep)
         if s.smooth_neighbors > 0 and X.shape[0] > 1:
-            # the query's own graph, in its part of the joint PCA (standardised on the query alone), and
-            # in the query's own representation when one is given (each part on the unit sphere)
-            space = emb_query if query_rep is None else _graph_space(emb_query, query_rep)
             graph = knn(space, space, k=min(s.smooth_neighbors, X.shape[0])).indices
             proba = smooth_on_graph(proba, graph, alpha=s.smooth_alpha, n_steps=s.smooth_steps)
             confidence = smooth_on_graph(
                 proba.max(axis=1), graph, alpha=s.smooth_alpha, n_steps=s.smooth_steps
             )
+        own = None
+        if s.self_training > 0:
+            own = self_trained_proba(space, proba.argmax(axis=1), confidence, n_classes=n_classes, C=s.C)
+            if own is not None:
+                proba = (1.0 - s.self_training) * proba + s.self_training * own
         codes = proba.argmax(axis=1).astype(np.int64)
         reference_to_query = knn(emb_ref, emb_query, k=min(k, X.shape[0]), metric="cosine").indices
         mapping = mutual_neighbour_fraction(query_to_reference, reference_to_query)
@@ -341,6 +384,7 @@ class EnsembleTransfer:
             "joint_pca_explained_variance": float(pca.explained_variance_ratio.sum()),
             "median_mapping_score": float(np.median(mapping)),
             "query_graph": "joint PCA" if query_rep is None else "joint PCA and query_rep",
+            "self_trained": bool(s.self_training > 0 and own is not None),
         }
         logger.info("ensemble: %d query cells labelled on %d features", X.shape[0], len(self.features_))
         return EnsembleOutput(
