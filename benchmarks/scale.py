@@ -21,7 +21,8 @@ exceeds ``--timeout`` is killed and recorded as ``"timeout"``; one that fails un
     python benchmarks/scale.py                                   # 10k, 100k, 300k, 1M; every verb
     python benchmarks/scale.py --sizes 10000 100000 --verbs knn metaneighbor --timeout 600
     python benchmarks/scale.py --sizes 300000 --verbs knn --merge     # add to the results already there
-    # writes benchmarks/results/scale.json
+    python benchmarks/scale.py --plot-only                            # redraw the docs' plot
+    # writes benchmarks/results/scale.json and docs/_static/scale.png
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "scale.json"
+#: the plot that docs/scaling.md shows, drawn from the results at every run (--plot-only redraws it)
+PLOT = Path(__file__).parent.parent / "docs" / "_static" / "scale.png"
 VERBS = ("ensemble", "knn", "castle", "metaneighbor", "bermuda", "scjoint_epoch")
 LABEL_VERBS = {"ensemble": "sct_label", "knn": "sct_label", "castle": "castle", "scjoint_epoch": "sct_label"}
 N_GENES, N_TYPES, N_BATCHES = 2000, 20, 8
@@ -218,6 +221,37 @@ def print_table(rows: list[dict]) -> None:
             print(f"{'':<14}scJoint epoch seconds: {', '.join(f'{s:.1f}' for s in r['epoch_seconds'])}")
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """CPU seconds and peak RSS against cells, log-log, one line per verb; a run that did not finish is a
+    cross at the figures it had reached when it was stopped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for verb in VERBS:
+        runs = sorted((r for r in rows if r["verb"] == verb), key=lambda r: r["n_cells"])
+        if not runs:
+            continue
+        for ax, key in zip(axes, ("cpu_seconds", "peak_rss_gb"), strict=True):
+            done = [r for r in runs if r["status"] == "ok"]
+            (line,) = ax.plot([r["n_cells"] for r in done], [r[key] for r in done], marker="o", label=verb)
+            stopped = [r for r in runs if r["status"] != "ok" and r.get(key)]
+            ax.scatter([r["n_cells"] for r in stopped], [r[key] for r in stopped], marker="x", s=60,
+                       color=line.get_color())  # fmt: skip
+    for ax, label in zip(axes, ("CPU seconds", "peak RSS (GB)"), strict=True):
+        ax.set(xscale="log", yscale="log", xlabel="cells (reference = query)", ylabel=label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(
+        "sctransfer on simulated atlases read from backed h5ad (x: stopped at the limit)", fontsize=10
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         verb, ref, query, out = sys.argv[2:6]
@@ -235,7 +269,12 @@ def main() -> None:
     parser.add_argument(
         "--merge", action="store_true", help="keep the other (verb, size) results already in --output"
     )
+    parser.add_argument("--plot-only", action="store_true", help=f"redraw {PLOT.name} from --output")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.output.read_text())["results"], PLOT)
+        print(f"wrote {PLOT}")
+        return
     args.data_dir.mkdir(parents=True, exist_ok=True)
 
     import sctransfer as sct
@@ -292,6 +331,9 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {args.output}")
+    if args.output == RESULTS:
+        plot(rows, PLOT)
+        print(f"wrote {PLOT}")
 
 
 if __name__ == "__main__":
