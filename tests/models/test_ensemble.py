@@ -95,6 +95,21 @@ def test_self_training_is_a_setting(pair):
     np.testing.assert_allclose(a.predict_output(atac).confidence, b.predict_output(atac).confidence)
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("self_training", 1.5), ("smooth_alpha", -0.1), ("n_neighbors", 0), ("C", 0.0), ("sharpen", "2"),
+     ("mapping", 1), ("smooth_steps", 2.5)],
+)  # fmt: skip
+def test_settings_out_of_range_are_refused(pair, setting, value):
+    with pytest.raises(ValueError, match=setting):
+        sct.models.EnsembleTransfer(**{setting: value})
+    rna, atac = pair
+    before = atac.copy()
+    with pytest.raises(ValueError, match=setting):
+        sct.tl.label_transfer(rna, atac, labels_key="cell_type", **{setting: value})
+    assert list(atac.obs.columns) == list(before.obs.columns) and list(atac.obsm) == list(before.obsm)
+
+
 def test_a_type_missing_from_the_reference_gets_a_lower_confidence():
     from sklearn.metrics import roc_auc_score
 

@@ -275,6 +275,17 @@ def check_int(value: int, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_float(
+    value: float, name: str, *, minimum: float = -np.inf, maximum: float = np.inf, positive: bool = False
+) -> float:
+    """Raise unless ``value`` is a real number in ``[minimum, maximum]`` (and ``> 0`` with ``positive``)."""
+    bad = isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating)
+    if bad or not (minimum <= value <= maximum) or (positive and value <= 0):
+        bounds = "> 0" if positive else f"in [{minimum:g}, {maximum:g}]"
+        raise ValueError(f"{name} must be a number {bounds}, got {value!r}.")
+    return float(value)
+
+
 def check_choice(value: str, name: str, choices: Sequence[str]) -> str:
     """Raise unless ``value`` is one of ``choices``."""
     if value not in choices:

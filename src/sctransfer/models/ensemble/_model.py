@@ -41,6 +41,21 @@ class EnsembleSettings:
     mapping: bool = True
     random_state: int = 0
 
+    def __post_init__(self) -> None:
+        from ..._utils._validation import check_float, check_int
+
+        for name in ("n_neighbors", "n_comps", "n_cca", "max_features"):
+            check_int(getattr(self, name), name)
+        for name in ("smooth_neighbors", "smooth_steps", "random_state"):
+            check_int(getattr(self, name), name, minimum=0)
+        for name in ("smooth_alpha", "self_training"):
+            check_float(getattr(self, name), name, minimum=0.0, maximum=1.0)
+        check_float(self.prior_power, "prior_power", minimum=0.0)
+        check_float(self.C, "C", positive=True)
+        check_float(self.sharpen, "sharpen", positive=True)
+        if not isinstance(self.mapping, bool):
+            raise ValueError(f"mapping must be True or False, got {self.mapping!r}.")
+
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict."""
         return asdict(self)
