@@ -63,6 +63,11 @@ def get_matrix(adata: AnnData, layer: str | None, name: str) -> ArrayLike:
 CHUNK_ROWS = 10_000
 
 
+def float_dtype(X: ArrayLike) -> np.dtype:
+    """float64 for float64 input, else float32: no float64 copy of a float32 or integer matrix."""
+    return np.dtype(np.float64) if X.dtype == np.float64 else np.dtype(np.float32)
+
+
 def is_in_memory(X: object) -> bool:
     """``True`` for a NumPy array or a SciPy sparse matrix (not a backed dataset or a dask array)."""
     return isinstance(X, np.ndarray) or sp.issparse(X)
@@ -135,8 +140,38 @@ def read_rows(
             out = np.empty((n_rows, block.shape[1]), dtype=block.dtype)
         out[start:stop] = block
     if blocks:
-        return blocks[0] if len(blocks) == 1 else sp.vstack(blocks, format="csr")
+        return blocks[0] if len(blocks) == 1 else stack_csr(blocks)
     return out
+
+
+def stack_csr(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
+    """Row-stack CSR blocks, releasing each one as soon as it is copied (the list is emptied).
+
+    The result's arrays are allocated once and filled block by block, so the resident memory peaks at
+    about one copy of the values plus one block, not two copies as with ``scipy.sparse.vstack``.
+    """
+    n_cols = blocks[0].shape[1]
+    n_rows = sum(b.shape[0] for b in blocks)
+    nnz = sum(int(b.indptr[-1] - b.indptr[0]) for b in blocks)
+    dtype = np.result_type(*(b.dtype for b in blocks))
+    index_dtype = np.int32 if max(nnz, n_cols) < np.iinfo(np.int32).max else np.int64
+    data = np.empty(nnz, dtype=dtype)
+    indices = np.empty(nnz, dtype=index_dtype)
+    indptr = np.empty(n_rows + 1, dtype=index_dtype)
+    indptr[0] = 0
+    row = pos = 0
+    blocks.reverse()  # pop from the end: first block first, each freed once copied
+    while blocks:
+        block = blocks.pop()
+        m, first, last = block.shape[0], int(block.indptr[0]), int(block.indptr[-1])
+        n = last - first
+        data[pos : pos + n] = block.data[first:last]
+        indices[pos : pos + n] = block.indices[first:last]
+        indptr[row + 1 : row + m + 1] = block.indptr[1:] - first + pos
+        row += m
+        pos += n
+        del block
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
 
 
 def in_memory(X: ArrayLike, name: str = "the matrix") -> ArrayLike:
@@ -325,14 +360,14 @@ def to_log_scale(X: ArrayLike, scale: str, name: str, *, copy: bool = True) -> A
     from cannot be recovered. With ``copy=False`` a float ``X`` may be changed in place (a matrix just read
     from a backed file). The result is float32 unless ``X`` is float64.
     """
-    from ..kernels._pca import _float_dtype, log_normalize
+    from ..kernels._pca import log_normalize
 
     if scale == "counts":
         return log_normalize(X, copy=copy)
     if scale == "log":
         return X
     if scale == "normalized":
-        dtype = _float_dtype(X)
+        dtype = float_dtype(X)
         if sp.issparse(X):
             inplace = not copy and isinstance(X, sp.csr_matrix) and X.dtype == dtype
             X = X if inplace else sp.csr_matrix(X, dtype=dtype, copy=True)

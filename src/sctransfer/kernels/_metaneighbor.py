@@ -263,21 +263,42 @@ def _codes(values: Sequence[int] | np.ndarray, name: str, n_cells: int) -> tuple
     return labels, inverse.astype(np.int64)
 
 
+def _rank_dtype(values: np.ndarray) -> np.dtype:
+    """The float dtype whose ranks equal those of ``values``: float32 or float64 kept, exact integers."""
+    if values.dtype in (np.float32, np.float64):
+        return values.dtype
+    if values.dtype.kind == "b" or values.dtype.itemsize <= 2:
+        return np.dtype(np.float32)
+    if values.size == 0 or np.abs(values).max() <= 2**24:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
 def _prepare(
     X: np.ndarray | sp.spmatrix | sp.sparray,
     batches: Sequence[int] | np.ndarray,
     clusters: Sequence[int] | np.ndarray,
 ) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Check the inputs; return X (float64 dense or canonical CSR), cell codes and each cluster's batch."""
+    """Check the inputs; return X (dense or canonical CSR), cell codes and each cluster's batch.
+
+    Only the order of each cell's values is used (its ranks), so X keeps a float32 or float64 dtype and
+    is copied only when it is not C-contiguous (dense) or not canonical CSR; other numbers become float32
+    when every value is an integer of magnitude at most 2**24 (exact in float32), float64 otherwise.
+    """
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float64, copy=True)
-        X.sum_duplicates()
+        X = sp.csr_matrix(X)
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"X must hold numbers, got dtype {X.dtype}.")
+        dtype = _rank_dtype(X.data)
+        if X.dtype != dtype or not X.has_canonical_format:
+            X = sp.csr_matrix(X, dtype=dtype, copy=True)
+            X.sum_duplicates()
         values = X.data
     else:
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise ValueError(f"X must hold numbers, got dtype {X.dtype}.")
-        X = np.ascontiguousarray(X, dtype=np.float64)
+        X = np.ascontiguousarray(X, dtype=_rank_dtype(X))
         values = X
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-d cells x genes matrix, got {X.ndim} dimension(s).")

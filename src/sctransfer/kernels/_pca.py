@@ -16,15 +16,10 @@ from typing import ParamSpec, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
-from .._utils._validation import ArrayLike
+from .._utils._validation import ArrayLike, float_dtype
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _float_dtype(X: ArrayLike) -> np.dtype:
-    """float64 for float64 input, else float32: no float64 copy of a float32 or integer matrix."""
-    return np.dtype(np.float64) if X.dtype == np.float64 else np.dtype(np.float32)
 
 
 def log_normalize(X: ArrayLike, *, target_sum: float = 1e4, copy: bool = True) -> sp.csr_matrix | np.ndarray:
@@ -34,7 +29,7 @@ def log_normalize(X: ArrayLike, *, target_sum: float = 1e4, copy: bool = True) -
     matrix or C-contiguous float array, ``X`` itself changed in place (for a matrix that was just read from
     a backed file, so it is not held twice). Cells with no counts stay all-zero.
     """
-    dtype = _float_dtype(X)
+    dtype = float_dtype(X)
     if sp.issparse(X):
         inplace = not copy and isinstance(X, sp.csr_matrix) and X.dtype == dtype
         X = X if inplace else sp.csr_matrix(X, dtype=dtype, copy=True)

@@ -24,6 +24,7 @@ from ..._utils._validation import (
     check_obs_key,
     check_values,
     count_detected,
+    float_dtype,
     get_matrix,
     take_columns,
 )
@@ -127,9 +128,15 @@ def _dataset(adata: AnnData, layer: str | None, settings: CaSTLeSettings, name: 
 
 
 def _as_float(X: Any) -> Any:
+    """``X`` as a float CSR matrix or array: float64 stays float64, anything else becomes float32.
+
+    Only comparisons with the (float64) bin edges and float64-accumulated sums read the values, so a
+    float32 matrix gives the same bins as its float64 copy, which is therefore never made.
+    """
+    dtype = float_dtype(X)
     if sp.issparse(X):
-        return sp.csr_matrix(X, dtype=np.float64)
-    return np.asarray(X, dtype=np.float64)
+        return sp.csr_matrix(X, dtype=dtype)
+    return np.asarray(X, dtype=dtype)
 
 
 def _dense(X: Any) -> np.ndarray:
@@ -543,7 +550,9 @@ class CaSTLe:
         # after n_real) are already among the target's, so they are not counted twice
         Ds = _dense(S[:, candidates])
         Dt = _dense(T[:, candidates]) if T is not None else np.zeros((0, candidates.size))
-        stacked = np.vstack([Ds[: data.n_real] * data.to_log2_s, Dt * data.to_log2_t])
+        # in float64 (the candidates only, never the whole matrix): the filter compares correlations with
+        # a threshold, so it must not depend on the input dtype
+        stacked = np.vstack([Ds[: data.n_real] * np.float64(data.to_log2_s), Dt * np.float64(data.to_log2_t)])
         not_correlated = F.correlation_keep(stacked, s.correlation_threshold, s.correlation_filter)
         # 4. bins; genes with one bin over source and target carry nothing
         Bs = F.discretize(Ds, data.edges_s)
