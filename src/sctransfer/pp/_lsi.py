@@ -21,6 +21,7 @@ from .._utils._validation import (
     get_matrix,
     is_in_memory,
     iter_rows,
+    stack_csr,
 )
 
 __all__ = ["lsi"]
@@ -103,7 +104,7 @@ def lsi(
         for _, block in iter_rows(X, name=name):
             check_values(block, name, nonnegative=True)
             blocks.append(_binary(block))
-        binary = sp.vstack(blocks, format="csr")
+        binary = blocks[0] if len(blocks) == 1 else stack_csr(blocks)
     embedding, singular_values = _lsi(binary, n_total, random_state=random_state)
     if drop_first:
         embedding, singular_values = embedding[:, 1:], singular_values[1:]
@@ -119,26 +120,50 @@ def lsi(
 
 
 def _binary(X: Any) -> sp.csr_matrix:
-    """A new float64 CSR matrix with 1 where ``X`` is non-zero."""
-    binary = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    """A new float32 CSR matrix with 1 where ``X`` is non-zero (its values are never copied)."""
+    if not sp.issparse(X):
+        return sp.csr_matrix(np.asarray(X) != 0, dtype=np.float32)
+    X = sp.csr_matrix(X)
+    if not X.has_canonical_format:  # a repeated (cell, peak) entry is one open peak
+        X = X.copy()
+        X.sum_duplicates()
+    binary = sp.csr_matrix(
+        ((X.data != 0).astype(np.float32), X.indices.copy(), X.indptr.copy()), shape=X.shape
+    )
     binary.eliminate_zeros()
-    binary.data[:] = 1.0
+    return binary
+
+
+def _tfidf(binary: sp.csr_matrix) -> sp.csr_matrix:
+    """``log1p(1e4 * tf * idf)`` of a binary CSR matrix, in float32 (built in place of ``binary``'s values).
+
+    The weights of each row chunk are computed in float64 and rounded once to float32, so no float64
+    array of every stored value is made.
+    """
+    open_per_cell = np.diff(binary.indptr).astype(np.float64)
+    cells_per_peak = np.bincount(binary.indices, minlength=binary.shape[1]).astype(np.float64)
+    tf = np.divide(1e4, open_per_cell, out=np.zeros_like(open_per_cell), where=open_per_cell > 0)
+    idf = np.divide(
+        binary.shape[0], cells_per_peak, out=np.zeros_like(cells_per_peak), where=cells_per_peak > 0
+    )
+    data = binary.data
+    for start in range(0, binary.shape[0], CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, binary.shape[0])
+        a, b = binary.indptr[start], binary.indptr[stop]
+        counts = np.diff(binary.indptr[start : stop + 1])
+        data[a:b] = np.log1p(np.repeat(tf[start:stop], counts) * idf[binary.indices[a:b]])
     return binary
 
 
 def _lsi(binary: sp.csr_matrix, n_comps: int, *, random_state: int) -> tuple[np.ndarray, np.ndarray]:
-    """TF-IDF of the binarised matrix (from :func:`_binary`) and its truncated SVD: ``(U * S, S)``."""
+    """TF-IDF of the binarised matrix (from :func:`_binary`, overwritten) and its truncated SVD: ``(U * S, S)``.
+
+    The SVD runs in float32, the dtype of the TF-IDF matrix.
+    """
     from sklearn.utils.extmath import randomized_svd
     from threadpoolctl import threadpool_limits
 
-    open_per_cell = np.asarray(binary.sum(axis=1)).ravel()
-    cells_per_peak = np.asarray(binary.sum(axis=0)).ravel()
-    tf = sp.diags(np.divide(1.0, open_per_cell, out=np.zeros_like(open_per_cell), where=open_per_cell > 0))
-    idf = np.divide(
-        binary.shape[0], cells_per_peak, out=np.zeros_like(cells_per_peak), where=cells_per_peak > 0
-    )
-    tfidf = sp.csr_matrix(tf @ binary @ sp.diags(idf))
-    tfidf.data = np.log1p(tfidf.data * 1e4)
+    tfidf = _tfidf(binary)
     # one BLAS thread: the QR steps of the randomised SVD are thin, and nested pools slow them down
     with threadpool_limits(limits=1, user_api="blas"):
         U, S, _ = randomized_svd(tfidf, n_comps, random_state=random_state)
