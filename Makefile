@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install $(PIP_FLAGS) --upgrade pip
 	# torch first, alone, so nothing can resolve it to a CUDA build
 	$(PIP) install $(PIP_FLAGS) torch==2.13.0
-	$(PIP) install $(PIP_FLAGS) -e ".[test]"
+	$(PIP) install $(PIP_FLAGS) -e ".[test,faiss]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

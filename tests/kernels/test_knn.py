@@ -205,7 +205,7 @@ def test_knn_vote_bad_input(kwargs, match):
         (np.ones((3, 0)), np.ones((4, 0)), {"k": 1}, "empty"),
         (np.ones(3), np.ones((4, 3)), {"k": 1}, "2-d"),
         (np.ones((3, 2)), np.ones((4, 2)), {"k": 1, "metric": "manhattan"}, "metric"),
-        (np.ones((3, 2)), np.ones((4, 2)), {"k": 1, "backend": "faiss"}, "backend"),
+        (np.ones((3, 2)), np.ones((4, 2)), {"k": 1, "backend": "annoy"}, "backend"),
         (np.ones((3, 2)), np.ones((4, 2)), {"k": 1, "block_size": 0}, "block_size"),
         (np.ones((3, 2)), sp.csr_matrix(np.ones((4, 2))), {"k": 1}, "sparse"),
         (np.array([["a", "b"]]), np.ones((4, 2)), {"k": 1}, "real numbers"),
@@ -241,3 +241,86 @@ def test_pynndescent_backend_recall_and_contract():
         np.testing.assert_allclose(
             approx.distances, np.take_along_axis(full, approx.indices, axis=1), rtol=1e-4, atol=1e-5
         )
+
+
+def _clustered(n_ref, n_query, dim=16, n_clusters=12, seed=6):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_clusters, dim)) * 4
+    ref_codes = rng.integers(0, n_clusters, n_ref)
+    r = (centers[ref_codes] + rng.normal(size=(n_ref, dim))).astype(np.float32)
+    q = (centers[rng.integers(0, n_clusters, n_query)] + rng.normal(size=(n_query, dim))).astype(np.float32)
+    return q, r, ref_codes, n_clusters
+
+
+def _recall(found, truth):
+    return np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(found, truth, strict=True)])
+
+
+def test_auto_backend_choice(monkeypatch):
+    from sctransfer.kernels import _knn
+
+    assert _knn.resolve_backend("auto", 1000, 1000) == "exact"
+    limit = _knn.AUTO_EXACT_MAX_PAIRS
+    assert _knn.resolve_backend("auto", limit, 1) == "exact"
+    monkeypatch.setattr(_knn, "_faiss_available", lambda: True)
+    assert _knn.resolve_backend("auto", limit + 1, 1) == "faiss"
+    monkeypatch.setattr(_knn, "_faiss_available", lambda: False)
+    assert _knn.resolve_backend("auto", limit + 1, 1) == "exact"  # the fallback without faiss
+    for backend in ("exact", "faiss", "pynndescent"):
+        assert _knn.resolve_backend(backend, limit + 1, 1) == backend
+    q, r, _, _ = _clustered(300, 50)
+    nbrs = knn(q, r, k=5)  # default: auto, and small enough for the exact search
+    assert nbrs.backend == "exact"
+    np.testing.assert_array_equal(nbrs.indices, knn(q, r, k=5, backend="exact").indices)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_faiss_backend_recall_vote_and_determinism(metric, monkeypatch):
+    pytest.importorskip("faiss")
+    from sctransfer.kernels import _knn
+
+    q, r, ref_codes, n_clusters = _clustered(4000, 600)
+    k = 15
+    # auto, forced above its exact limit, picks faiss when it is installed
+    monkeypatch.setattr(_knn, "AUTO_EXACT_MAX_PAIRS", 1000)
+    approx = knn(q, r, k=k, metric=metric, random_state=3)
+    assert approx.backend == "faiss"
+    exact = knn(q, r, k=k, metric=metric, backend="exact")
+    assert approx.indices.shape == approx.distances.shape == (600, k)
+    assert approx.indices.dtype == np.int64 and approx.distances.dtype == np.float32
+    assert (np.diff(approx.distances, axis=1) >= 0).all()
+    assert all(len(set(row)) == k for row in approx.indices)
+    assert _recall(approx.indices, exact.indices) >= 0.95
+    vote_a = knn_vote(approx.indices, ref_codes, n_clusters)[0]
+    vote_e = knn_vote(exact.indices, ref_codes, n_clusters)[0]
+    assert np.mean(vote_a == vote_e) >= 0.99
+    full = distance_matrix(q, r, metric)
+    np.testing.assert_allclose(
+        approx.distances, np.take_along_axis(full, approx.indices, axis=1), rtol=1e-4, atol=1e-5
+    )
+    again = knn(q, r, k=k, metric=metric, backend="faiss", random_state=3)
+    np.testing.assert_array_equal(again.indices, approx.indices)
+    np.testing.assert_array_equal(again.distances, approx.distances)
+
+
+def test_faiss_backend_missing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss raises ImportError
+    q, r, _, _ = _clustered(200, 20)
+    with pytest.raises(ImportError, match=r"sctransfer-learn\[faiss\]"):
+        knn(q, r, k=5, backend="faiss")
+
+
+def test_knn_memory_error_names_step_and_options(monkeypatch):
+    from sctransfer.kernels import _knn
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 80.0 GiB")
+
+    monkeypatch.setattr(_knn, "_knn_exact", out_of_memory)
+    q, r, _, _ = _clustered(200, 20)
+    with pytest.raises(
+        MemoryError, match=r"exact kNN search of 20 query x 200 reference rows.*GB.*query in parts"
+    ):
+        knn(q, r, k=5, backend="exact")

@@ -56,11 +56,25 @@ def test_writes_documented_keys(multiome, tmp_path):
     assert rna.obsm["X_sct_label"].shape == (rna.n_obs, atac.obsm["X_sct_label"].shape[1])
     params = atac.uns["sct_label"]["params"]
     assert params["labels_key"] == "cell_type" and params["method"] == "knn" and params["n_neighbors"] == 30
+    assert atac.uns["sct_label"]["knn_backend"] == "exact"  # backend="auto" on small data
     # everything survives a round trip through h5ad
     atac.write_h5ad(tmp_path / "atac.h5ad")
     back = ad.read_h5ad(tmp_path / "atac.h5ad")
     assert back.uns["sct_label"]["params"]["labels_key"] == "cell_type"
     assert (back.obs["sct_label"] == atac.obs["sct_label"]).all()
+
+
+def test_knn_auto_backend_above_its_limit_uses_faiss(multiome, monkeypatch):
+    pytest.importorskip("faiss")
+    from sctransfer.kernels import _knn
+
+    rna, atac = multiome
+    exact = sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="knn", backend="exact", copy=True)
+    monkeypatch.setattr(_knn, "AUTO_EXACT_MAX_PAIRS", 1)
+    approx = sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="knn", copy=True)
+    assert approx.uns["sct_label"]["knn_backend"] == "faiss"
+    same = (approx.obs["sct_label"].astype(str) == exact.obs["sct_label"].astype(str)).mean()
+    assert same >= 0.98
 
 
 def test_recovers_simulated_types(multiome):

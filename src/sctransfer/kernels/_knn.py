@@ -36,11 +36,21 @@ import scipy.sparse as sp
 from numba import njit
 
 from .._utils._logging import logger
+from .._utils._memory import memory_step
 
-__all__ = ["Neighbors", "knn", "knn_vote"]
+__all__ = ["AUTO_EXACT_MAX_PAIRS", "FAISS_TARGET_RECALL", "Neighbors", "knn", "knn_vote"]
 
 _METRICS = ("cosine", "euclidean")
-_BACKENDS = ("exact", "pynndescent")
+_BACKENDS = ("auto", "exact", "faiss", "pynndescent")
+#: ``backend="auto"`` searches exactly while ``n_query * n_reference`` is at most this many pairs, and
+#: above it with the faiss index when faiss is installed (exactly otherwise: pynndescent measured
+#: slower than the exact search and below the recall target up to 100,000 x 100,000 cells). Below it
+#: the exact search takes seconds; above it its quadratic cost overtakes the index (docs/scaling.md).
+AUTO_EXACT_MAX_PAIRS = 20_000_000_000
+#: recall@k that the faiss backend is calibrated to reach on a sample of the queries
+FAISS_TARGET_RECALL = 0.97
+#: query rows searched exactly to calibrate the faiss index (fewer when the query is smaller)
+_CALIBRATION_ROWS = 512
 #: values tested together by the vectorised rejection test (a multiple of the SIMD width; 64 lets
 #: LLVM vectorise the count, smaller chunks are unrolled to scalar compares)
 _CHUNK = 64
@@ -63,10 +73,14 @@ class Neighbors:
         ``(n_query, k)`` distances in the dtype of the computation (float32 when both inputs are
         float32, float64 otherwise). Cosine: ``1 - cosine similarity`` (clipped to ``[0, 2]``);
         euclidean: the L2 distance (not squared).
+    backend
+        The search that produced them: ``"exact"``, ``"faiss"`` or ``"pynndescent"`` (what
+        ``backend="auto"`` chose).
     """
 
     indices: np.ndarray
     distances: np.ndarray
+    backend: str = "exact"
 
     @property
     def n_neighbors(self) -> int:
@@ -391,15 +405,134 @@ def _knn_pynndescent(
     )
     cand, _ = index.query(query, k=k)
     logger.debug("knn pynndescent: index + query in %.2f s", time.perf_counter() - tic)
-    cand = np.ascontiguousarray(cand, dtype=np.int64)
+    # rows where the graph search returned fewer than k distinct neighbours are answered exactly
+    return _finish_candidates(
+        query, reference, np.ascontiguousarray(cand, dtype=np.int64), k, metric == "euclidean"
+    )
+
+
+def _faiss_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("faiss") is not None
+
+
+def resolve_backend(backend: str, n_query: int, n_reference: int) -> str:
+    """The backend that ``backend`` means for this search (``"auto"`` resolved, see :func:`knn`)."""
+    if backend != "auto":
+        return backend
+    if n_query * n_reference <= AUTO_EXACT_MAX_PAIRS or not _faiss_available():
+        return "exact"
+    return "faiss"
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Share of the true neighbours (rows of distinct indices) found."""
+    both = np.sort(np.hstack([found, truth]), axis=1)
+    return float(np.count_nonzero(both[:, 1:] == both[:, :-1])) / max(truth.size, 1)
+
+
+def _knn_faiss(
+    query: np.ndarray, reference: np.ndarray, k: int, metric: str, random_state: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates from a faiss inverted-file index (IVF-Flat), calibrated to a recall; exact distances.
+
+    The reference is clustered into about ``sqrt(n_reference)`` lists by k-means (seeded by
+    ``random_state``) and each query scans the rows of its ``nprobe`` nearest lists. ``nprobe`` is the
+    smallest power of two whose recall@k, measured against the exact search on a seeded sample of
+    :data:`_CALIBRATION_ROWS` queries, reaches :data:`FAISS_TARGET_RECALL`. The index is built and
+    searched the same way on every run, so the result is deterministic for a given ``random_state``.
+    """
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError(
+            "backend='faiss' needs the faiss-cpu package: pip install 'sctransfer-learn[faiss]' (or pass "
+            "backend='auto', which falls back to pynndescent without it)."
+        ) from err
+
+    euclidean = metric == "euclidean"
+    n_query, dim = query.shape
+    n_ref = reference.shape[0]
+    seed = 0 if random_state is None else int(random_state)
+    tic = time.perf_counter()
+    q32 = np.ascontiguousarray(query, dtype=np.float32)
+    r32 = np.ascontiguousarray(reference, dtype=np.float32)
+    # about sqrt(n_reference) lists, with at least 39 training rows each, as faiss's k-means asks
+    nlist = int(max(1, min(round(np.sqrt(n_ref)), n_ref // 39)))
+    faiss_metric = faiss.METRIC_L2 if euclidean else faiss.METRIC_INNER_PRODUCT
+    # faiss runs single-threaded (OpenMP threads spinning against numba's and BLAS's threads made a
+    # 3,000-row index build 8x slower on a busy 2-core machine); the queries are searched in blocks
+    # on the worker threads instead, as the exact backend does (faiss releases the GIL)
+    threads_before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        coarse = faiss.IndexFlatL2(dim) if euclidean else faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(coarse, dim, nlist, faiss_metric)
+        # k-means on 64 rows per list, 10 iterations: the lists only need to be roughly right, since
+        # the calibration below probes as many as the recall needs
+        index.cp.seed = seed
+        index.cp.niter = 10
+        index.cp.max_points_per_centroid = 64
+        index.train(r32)
+        index.add(r32)
+        # calibration: exact neighbours of a seeded sample of the queries
+        rng = np.random.default_rng(seed)
+        m = min(n_query, _CALIBRATION_ROWS)
+        sample = np.sort(rng.choice(n_query, size=m, replace=False))
+        truth, _ = _knn_exact(query[sample], reference, k, euclidean, None)
+        nprobe = 1
+        while True:
+            index.nprobe = nprobe
+            _, cand = index.search(q32[sample], k)
+            recall = _recall(cand, truth)
+            if recall >= FAISS_TARGET_RECALL or nprobe >= nlist:
+                break
+            nprobe = min(2 * nprobe, nlist)
+        index.nprobe = nprobe
+        cand = _search_blocks(index, q32, k)
+    finally:
+        faiss.omp_set_num_threads(threads_before)
+    logger.info(
+        "knn faiss: IVF-Flat with %d lists, nprobe=%d (recall %.3f on %d sampled queries), %.2f s",
+        nlist, nprobe, recall, m, time.perf_counter() - tic,
+    )  # fmt: skip
+    return _finish_candidates(query, reference, np.ascontiguousarray(cand, dtype=np.int64), k, euclidean)
+
+
+def _search_blocks(index: Any, query: np.ndarray, k: int) -> np.ndarray:
+    """``index.search(query, k)`` indices, over blocks of rows on the worker threads."""
+    n = query.shape[0]
+    n_workers = _n_workers()
+    block = max(256, -(-n // (8 * n_workers)))
+    out = np.empty((n, k), dtype=np.int64)
+
+    def work(start: int) -> None:
+        stop = min(start + block, n)
+        out[start:stop] = index.search(query[start:stop], k)[1]
+
+    starts = range(0, n, block)
+    if n_workers == 1 or len(starts) == 1:
+        for start in starts:
+            work(start)
+    else:
+        with ThreadPoolExecutor(max_workers=min(n_workers, len(starts))) as pool:
+            for _ in pool.map(work, starts):
+                pass
+    return out
+
+
+def _finish_candidates(
+    query: np.ndarray, reference: np.ndarray, cand: np.ndarray, k: int, euclidean: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distances of approximate candidates, sorted; rows with fewer than ``k`` distinct ones redone."""
     out_idx = np.empty_like(cand)
     out_dist = np.empty(cand.shape, dtype=query.dtype)
-    _finalize_rows(query, reference, cand, metric == "euclidean", out_idx, out_dist)
-    # rows where the graph search returned fewer than k distinct neighbours: answer them exactly
+    _finalize_rows(query, reference, cand, euclidean, out_idx, out_dist)
     bad = np.flatnonzero((cand < 0).any(axis=1) | (np.diff(np.sort(cand, axis=1), axis=1) == 0).any(axis=1))
     if bad.size:
-        logger.info("knn pynndescent: %d query row(s) recomputed exactly (incomplete graph search)", bad.size)
-        idx, dist = _knn_exact(query[bad], reference, k, metric == "euclidean", None)
+        logger.info("knn: %d query row(s) recomputed exactly (incomplete approximate search)", bad.size)
+        idx, dist = _knn_exact(query[bad], reference, k, euclidean, None)
         out_idx[bad] = idx
         out_dist[bad] = dist
     return out_idx, out_dist
@@ -416,7 +549,7 @@ def knn(
     *,
     k: int = 30,
     metric: Literal["cosine", "euclidean"] = "cosine",
-    backend: Literal["exact", "pynndescent"] = "exact",
+    backend: Literal["auto", "exact", "faiss", "pynndescent"] = "auto",
     block_size: int | None = None,
     random_state: int | None = 0,
 ) -> Neighbors:
@@ -435,25 +568,35 @@ def knn(
         ``"cosine"`` (distance ``1 - cosine similarity``; a row of zeros has similarity 0 to every row,
         so distance 1) or ``"euclidean"`` (L2 distance).
     backend
-        ``"exact"`` (default): brute force, tiled so that memory stays O(tile) rather than
+        ``"auto"`` (default): ``"exact"`` while ``n_query * n_reference`` is at most
+        :data:`AUTO_EXACT_MAX_PAIRS` (20 billion pairs, for example 141,000 x 141,000 cells), above it
+        ``"faiss"`` when faiss is installed (``"exact"`` otherwise); :attr:`Neighbors.backend` says
+        which ran.
+        ``"exact"``: brute force, tiled so that memory stays O(tile) rather than
         O(n_query x n_reference); BLAS scores plus a numba top-``k`` selection, parallel over query
         blocks on ``numba.get_num_threads()`` threads.
+        ``"faiss"``: an inverted-file index (faiss ``IndexIVFFlat``, k-means lists seeded by
+        ``random_state``) whose number of probed lists is calibrated so that the recall@k on a sample
+        of the queries, against the exact search, reaches :data:`FAISS_TARGET_RECALL`. Needs the
+        optional ``faiss-cpu`` package (``pip install 'sctransfer-learn[faiss]'``).
         ``"pynndescent"``: approximate nearest-neighbour descent (:class:`pynndescent.NNDescent` built on
-        the reference, then queried); the option for very large references where the exact cost
-        ``n_query x n_reference x n_dims`` is too high. Its returned distances are recomputed exactly.
+        the reference, then queried); it compiles each index's search on first use, and measured
+        slower than ``"exact"`` up to 100,000 x 100,000 rows.
+        The approximate backends return exact distances for the neighbours they find.
     block_size
         Tile size for the exact backend: query tiles of ``block_size`` rows against reference tiles of
         ``4 * block_size`` rows. ``None`` (default) picks 256 x 1024 (float32) so that one score tile
         per thread fits in a core's L2 cache.
     random_state
-        Seed of the ``"pynndescent"`` index (the exact backend is deterministic).
+        Seed of the approximate indexes (the exact backend is deterministic).
 
     Returns
     -------
     Neighbors
         ``indices`` (int64) and ``distances``, both ``(n_query, k)``, sorted by increasing distance and
-        then by index. The computation runs in float32 when both inputs are float32 (or float16) and in
-        float64 otherwise (integer inputs included); ``distances`` has that dtype.
+        then by index, and the ``backend`` that ran. The computation runs in float32 when both inputs
+        are float32 (or float16) and in float64 otherwise (integer inputs included); ``distances`` has
+        that dtype.
 
     Raises
     ------
@@ -505,11 +648,42 @@ def knn(
     euclidean = metric == "euclidean"
     if not euclidean:
         q, r = _normalize_rows(q, dtype), _normalize_rows(r, dtype)
-    if backend == "exact":
-        idx, dist = _knn_exact(q, r, k, euclidean, None if block_size is None else int(block_size))
-    else:
-        idx, dist = _knn_pynndescent(q, r, k, metric, random_state)
-    return Neighbors(indices=idx, distances=dist)
+    chosen = resolve_backend(backend, q.shape[0], r.shape[0])
+    if backend == "auto" and q.shape[0] * r.shape[0] > AUTO_EXACT_MAX_PAIRS:
+        if chosen == "faiss":
+            logger.info(
+                "knn: %d x %d rows exceed the exact search's limit of %.0e pairs: using the faiss index",
+                q.shape[0], r.shape[0], AUTO_EXACT_MAX_PAIRS,
+            )  # fmt: skip
+        else:
+            logger.info(
+                "knn: %d x %d rows exceed %.0e pairs, but faiss is not installed: searching exactly "
+                "(pip install 'sctransfer-learn[faiss]' for the faster approximate index)",
+                q.shape[0], r.shape[0], AUTO_EXACT_MAX_PAIRS,
+            )  # fmt: skip
+    with memory_step(
+        f"the {chosen} kNN search of {q.shape[0]:,} query x {r.shape[0]:,} reference rows (k={k})",
+        _memory_need(chosen, q.shape[0], r.shape[0], q.shape[1], k, dtype),
+        "search the query in parts (the results of the parts are independent), lower k"
+        + (", or use backend='exact', which builds no index" if chosen != "exact" else ""),
+    ):
+        if chosen == "exact":
+            idx, dist = _knn_exact(q, r, k, euclidean, None if block_size is None else int(block_size))
+        elif chosen == "faiss":
+            idx, dist = _knn_faiss(q, r, k, metric, random_state)
+        else:
+            idx, dist = _knn_pynndescent(q, r, k, metric, random_state)
+    return Neighbors(indices=idx, distances=dist, backend=chosen)
+
+
+def _memory_need(backend: str, n_query: int, n_ref: int, dim: int, k: int, dtype: np.dtype) -> float:
+    """Rough working memory (bytes) of a search beyond its inputs: results, tiles and the index."""
+    need = n_query * k * (8 + dtype.itemsize) + 4 * _TILE_BYTES * _n_workers()
+    if backend == "faiss":  # float32 copies of both sides, the index and the candidates
+        need += 4.0 * dim * (n_query + 2 * n_ref) + 8.0 * (n_ref + n_query * k)
+    elif backend == "pynndescent":  # the neighbour graph (indices, distances, flags) and its search graph
+        need += 3 * 12.0 * n_ref * max(k, 30) + 12.0 * n_query * k
+    return float(need)
 
 
 def knn_vote(

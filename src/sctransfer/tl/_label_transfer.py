@@ -148,7 +148,7 @@ def _run_knn(
     *,
     n_comps: int = 50,
     metric: Literal["cosine", "euclidean"] = "cosine",
-    backend: Literal["exact", "pynndescent"] = "exact",
+    backend: Literal["auto", "exact", "faiss", "pynndescent"] = "auto",
 ) -> TransferResult:
     """Joint PCA of the per-dataset standardised, log-normalised shared features, then a kNN vote.
 
@@ -161,20 +161,31 @@ def _run_knn(
     metric
         Distance of the kNN search: ``"cosine"`` or ``"euclidean"``.
     backend
-        kNN search: ``"exact"``, or ``"pynndescent"`` (approximate) for very large references.
+        kNN search (see :func:`sctransfer.kernels.knn`): ``"auto"`` (exact up to
+        :data:`~sctransfer.kernels.AUTO_EXACT_MAX_PAIRS` query x reference pairs, approximate above),
+        ``"exact"``, ``"faiss"`` or ``"pynndescent"``.
     """
     check_int(n_comps, "n_comps")
     check_choice(metric, "metric", ("cosine", "euclidean"))
+    check_choice(backend, "backend", ("auto", "exact", "faiss", "pynndescent"))
     pca = joint_pca(
         [inputs.reference_log, inputs.query_log], n_comps=n_comps, random_state=inputs.random_state
     )
     emb_ref, emb_query = pca.embeddings
     labelled = inputs.codes >= 0
-    nbrs = knn(emb_query, emb_ref[labelled], k=inputs.n_neighbors, metric=metric, backend=backend)
+    nbrs = knn(
+        emb_query,
+        emb_ref[labelled],
+        k=inputs.n_neighbors,
+        metric=metric,
+        backend=backend,
+        random_state=inputs.random_state,
+    )
     codes, confidence, proba = knn_vote(nbrs.indices, inputs.codes[labelled], len(inputs.classes))
     info = {
         "n_comps": int(pca.components.shape[0]),
         "explained_variance_ratio": float(pca.explained_variance_ratio.sum()),
+        "knn_backend": nbrs.backend,
     }
     return TransferResult(
         codes=codes,
@@ -418,9 +429,11 @@ def label_transfer(
         :class:`~sctransfer.models.ensemble.EnsembleSettings`, as documented in
         :class:`~sctransfer.models.EnsembleTransfer` (for example ``self_training=0`` or
         ``mapping=False``). ``knn``:
-        ``n_comps`` (50), ``metric`` (``"cosine"``) and ``backend`` (``"exact"``, or
-        ``"pynndescent"`` for very large references). ``scjoint``: ``max_epochs``, ``max_epochs_stage3``,
-        ``batch_size``, ``accelerator``, ``devices``, ``enable_progress_bar`` (``None`` follows
+        ``n_comps`` (50), ``metric`` (``"cosine"``) and ``backend`` (``"auto"``: exact up to
+        :data:`~sctransfer.kernels.AUTO_EXACT_MAX_PAIRS` pairs, above it ``"faiss"`` when installed;
+        the choice is recorded in ``.uns[key_added]["knn_backend"]``).
+        ``scjoint``: ``max_epochs``, ``max_epochs_stage3``, ``batch_size``, ``accelerator``,
+        ``devices``, ``enable_progress_bar`` (``None`` follows
         ``sct.settings.progress_bar``), ``trainer_kwargs`` and any field of
         :class:`~sctransfer.models.scjoint.SCJointConfig`. ``castle``: the options of
         :class:`~sctransfer.models.CaSTLe` (``mode``, ``n_features``, ``threshold``, ...).
