@@ -67,3 +67,53 @@ def test_log_normalize(sparse):
     np.testing.assert_allclose(out[1], 0.0)
     np.testing.assert_allclose(np.expm1(out[2]).sum(), 10.0)
     assert X[0, 1] == 3.0  # input untouched
+
+
+def test_joint_pca_memory_error_names_step_and_options(monkeypatch):
+    from sctransfer.kernels import _pca
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 80.0 GiB")
+
+    monkeypatch.setattr(_pca, "_orthonormal", out_of_memory)
+    X = sp.random(60, 30, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    with pytest.raises(MemoryError, match=r"joint PCA of 120 cells x 30 features.*GB.*lower n_comps"):
+        joint_pca([X, X], n_comps=5)
+
+
+def test_joint_pca_memory_error_under_an_address_space_cap(tmp_path):
+    """A real allocation failure (RLIMIT_AS) in a fresh process gives the step's message."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("resource")
+    if not os.path.exists("/proc/self/statm"):
+        pytest.skip("needs /proc")
+    script = textwrap.dedent(
+        """
+        import resource, sys
+        import numpy as np
+        import scipy.sparse as sp
+        from sctransfer.kernels._pca import joint_pca
+
+        n = 2_000_000  # two stored values per row: small to hold, large thin factors (n x 50 float64)
+        rng = np.random.default_rng(0)
+        X = sp.csr_matrix(
+            (rng.random(2 * n, dtype=np.float32), rng.integers(0, 60, 2 * n), np.arange(0, 2 * n + 1, 2)),
+            shape=(n, 60),
+        )
+        used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (used + 300 * 2**20, resource.RLIM_INFINITY))
+        try:
+            joint_pca([X, X], n_comps=40)
+        except MemoryError as err:
+            print(err)
+            sys.exit(3)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "joint PCA of 4,000,000 cells x 60 features" in proc.stdout
+    assert "lower n_comps" in proc.stdout

@@ -16,6 +16,7 @@ from typing import ParamSpec, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
+from .._utils._memory import memory_step
 from .._utils._validation import ArrayLike, float_dtype
 
 P = ParamSpec("P")
@@ -140,11 +141,25 @@ def joint_pca(
     -------
     :class:`JointPCA` with ``embeddings[d]`` of shape ``(n_cells_d, n_comps)``.
     """
-    parts = [_standardised_block(sp.csr_matrix(b) if sp.issparse(b) else np.asarray(b)) for b in blocks]
-    n_features = parts[0].X.shape[1]
-    n_total = sum(p.X.shape[0] for p in parts)
+    shapes = [np.shape(b) for b in blocks]
+    n_features = shapes[0][1]
+    n_total = sum(shape[0] for shape in shapes)
     n_comps = int(max(1, min(n_comps, n_features - 1 if n_features > 1 else 1, n_total - 1)))
     width = min(n_comps + 10, n_features)
+    # float64 thin factors: the range (twice, with its QR) and the embeddings, plus the per-feature terms
+    need = 8.0 * n_total * (3 * width + n_comps) + 8.0 * n_features * (4 * width + 4 * len(blocks))
+    with memory_step(
+        f"the joint PCA of {n_total:,} cells x {n_features:,} features ({n_comps} components)",
+        need,
+        "lower n_comps or pass fewer features (for example highly variable genes); a backed AnnData is "
+        "read 10,000 rows at a time, keeping only the features used, so the file is never held twice",
+    ):
+        return _joint_pca(blocks, n_comps, width, n_iter, random_state)
+
+
+def _joint_pca(blocks: list[ArrayLike], n_comps: int, width: int, n_iter: int, random_state: int) -> JointPCA:
+    parts = [_standardised_block(sp.csr_matrix(b) if sp.issparse(b) else np.asarray(b)) for b in blocks]
+    n_features = parts[0].X.shape[1]
     rng = np.random.default_rng(random_state)
     omega = rng.standard_normal((n_features, width))
 
