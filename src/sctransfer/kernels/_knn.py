@@ -42,11 +42,12 @@ __all__ = ["AUTO_EXACT_MAX_PAIRS", "FAISS_TARGET_RECALL", "Neighbors", "knn", "k
 
 _METRICS = ("cosine", "euclidean")
 _BACKENDS = ("auto", "exact", "faiss", "pynndescent")
-#: ``backend="auto"`` searches exactly while ``n_query * n_reference`` is at most this many pairs, and
-#: above it with the faiss index when faiss is installed (exactly otherwise: pynndescent measured
-#: slower than the exact search and below the recall target up to 100,000 x 100,000 cells). Below it
-#: the exact search takes seconds; above it its quadratic cost overtakes the index (docs/scaling.md).
-AUTO_EXACT_MAX_PAIRS = 20_000_000_000
+#: ``backend="auto"`` searches exactly while ``n_query * n_reference`` is at most this many pairs
+#: (100,000 x 100,000 cells), and above it with the faiss index when faiss is installed (exactly
+#: otherwise: pynndescent was slower than the exact search and below the recall target on the simulated
+#: atlas). At this size the index took 0.6x the exact search's CPU time, a ratio that should fall as
+#: 1/sqrt(n) beyond it; below it the exact search takes seconds (benchmarks/knn_backends.py).
+AUTO_EXACT_MAX_PAIRS = 10_000_000_000
 #: recall@k that the faiss backend is calibrated to reach on a sample of the queries
 FAISS_TARGET_RECALL = 0.97
 #: query rows searched exactly to calibrate the faiss index (fewer when the query is smaller)
@@ -448,7 +449,7 @@ def _knn_faiss(
     except ImportError as err:
         raise ImportError(
             "backend='faiss' needs the faiss-cpu package: pip install 'sctransfer-learn[faiss]' (or pass "
-            "backend='auto', which falls back to pynndescent without it)."
+            "backend='auto', which searches exactly without it)."
         ) from err
 
     euclidean = metric == "euclidean"
@@ -569,7 +570,7 @@ def knn(
         so distance 1) or ``"euclidean"`` (L2 distance).
     backend
         ``"auto"`` (default): ``"exact"`` while ``n_query * n_reference`` is at most
-        :data:`AUTO_EXACT_MAX_PAIRS` (20 billion pairs, for example 141,000 x 141,000 cells), above it
+        :data:`AUTO_EXACT_MAX_PAIRS` (10 billion pairs, for example 100,000 x 100,000 cells), above it
         ``"faiss"`` when faiss is installed (``"exact"`` otherwise); :attr:`Neighbors.backend` says
         which ran.
         ``"exact"``: brute force, tiled so that memory stays O(tile) rather than
@@ -580,8 +581,8 @@ def knn(
         of the queries, against the exact search, reaches :data:`FAISS_TARGET_RECALL`. Needs the
         optional ``faiss-cpu`` package (``pip install 'sctransfer-learn[faiss]'``).
         ``"pynndescent"``: approximate nearest-neighbour descent (:class:`pynndescent.NNDescent` built on
-        the reference, then queried); it compiles each index's search on first use, and measured
-        slower than ``"exact"`` up to 100,000 x 100,000 rows.
+        the reference, then queried); it compiles its search on first use, and was slower than
+        ``"exact"`` and below the recall target on the simulated atlas (docs/scaling.md).
         The approximate backends return exact distances for the neighbours they find.
     block_size
         Tile size for the exact backend: query tiles of ``block_size`` rows against reference tiles of
