@@ -14,7 +14,7 @@ a recall, needs faiss-cpu) and ``pynndescent``. Recall@k and the vote are measur
 pynndescent's JIT compilation and the numba cache load are done once on tiny data first and reported
 apart. CPU seconds are the process's user + system time during the call (all threads).
 
-    python benchmarks/knn_backends.py --sizes 10000 100000 --data-dir /tmp/sct_scale
+    python benchmarks/knn_backends.py --sizes 10000 100000 --faiss-targets 0.97 0.99
     # writes benchmarks/results/knn_backends.json
 """
 
@@ -26,6 +26,7 @@ import logging
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,7 +96,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--data", nargs="+", choices=["atlas", "mixture"], default=["atlas", "mixture"])
     parser.add_argument("--backends", nargs="+", default=["exact", "faiss", "pynndescent"])
-    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/sct_scale"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "sctransfer_scale",
+        help="where the atlas files are written once and reused (the same default as scale.py)",
+    )
     parser.add_argument(
         "--faiss-targets", type=float, nargs="+", default=[FAISS_TARGET_RECALL],
         help="calibration recall targets of the faiss backend to measure (the first is the default)",

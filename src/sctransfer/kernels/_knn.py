@@ -45,8 +45,8 @@ _BACKENDS = ("auto", "exact", "faiss", "pynndescent")
 #: ``backend="auto"`` searches exactly while ``n_query * n_reference`` is at most this many pairs
 #: (100,000 x 100,000 cells), and above it with the faiss index when faiss is installed (exactly
 #: otherwise: pynndescent was slower than the exact search and below the recall target on the simulated
-#: atlas). At this size the index took 0.6x the exact search's CPU time, a ratio that should fall as
-#: 1/sqrt(n) beyond it; below it the exact search takes seconds (benchmarks/knn_backends.py).
+#: atlas). The index took 0.6x the exact search's CPU time at this size and 0.7x at 300,000 x 300,000
+#: (the harder mixture); below it the exact search takes seconds (benchmarks/knn_backends.py).
 AUTO_EXACT_MAX_PAIRS = 10_000_000_000
 #: recall@k that the faiss backend is calibrated to reach on a sample of the queries
 FAISS_TARGET_RECALL = 0.97
