@@ -349,12 +349,17 @@ class EnsembleTransfer:
 
         pca = joint_pca([self.reference_, X], n_comps=s.n_comps, random_state=s.random_state)
         emb_ref, emb_query = (e.astype(np.float32) for e in pca.embeddings)
-        nbrs = knn(emb_query, emb_ref, k=k, metric="cosine")
+        nbrs = knn(emb_query, emb_ref, k=k, metric="cosine", random_state=s.random_state)
         votes_pca = knn_vote(nbrs.indices, ref_codes, n_classes)[2]
         query_to_reference = nbrs.indices
 
         cca = joint_cca(self.reference_, X, n_comps=s.n_cca, n_iter=3, random_state=s.random_state)
-        nbrs = knn(cca.embeddings[1].astype(np.float32), cca.embeddings[0].astype(np.float32), k=k)
+        nbrs = knn(
+            cca.embeddings[1].astype(np.float32),
+            cca.embeddings[0].astype(np.float32),
+            k=k,
+            random_state=s.random_state,
+        )
         votes_cca = knn_vote(nbrs.indices, ref_codes, n_classes)[2]
 
         proba_linear = self._classifier_proba(_standardise(X))
@@ -374,7 +379,9 @@ class EnsembleTransfer:
         # (each part on the unit sphere)
         space = emb_query if query_rep is None else _graph_space(emb_query, query_rep)
         if s.smooth_neighbors > 0 and X.shape[0] > 1:
-            graph = knn(space, space, k=min(s.smooth_neighbors, X.shape[0])).indices
+            graph = knn(
+                space, space, k=min(s.smooth_neighbors, X.shape[0]), random_state=s.random_state
+            ).indices
             proba = smooth_on_graph(proba, graph, alpha=s.smooth_alpha, n_steps=s.smooth_steps)
             confidence = smooth_on_graph(
                 proba.max(axis=1), graph, alpha=s.smooth_alpha, n_steps=s.smooth_steps
@@ -385,7 +392,9 @@ class EnsembleTransfer:
             if own is not None:
                 proba = (1.0 - s.self_training) * proba + s.self_training * own
         codes = proba.argmax(axis=1).astype(np.int64)
-        reference_to_query = knn(emb_ref, emb_query, k=min(k, X.shape[0]), metric="cosine").indices
+        reference_to_query = knn(
+            emb_ref, emb_query, k=min(k, X.shape[0]), metric="cosine", random_state=s.random_state
+        ).indices
         mapping = mutual_neighbour_fraction(query_to_reference, reference_to_query)
         if graph is not None:
             # averaged over much of each cell's neighbourhood: a property of a population, not of a cell
