@@ -209,3 +209,33 @@ def test_dask_with_column_chunks_is_read_whole_rows(data):
     X = data["rna"].X.toarray()
     x = da.from_array(X, chunks=(25, 7))  # irregular in both axes (the last chunks are shorter)
     np.testing.assert_array_equal(take_columns(x, [3, 0, 59]), X[:, [3, 0, 59]])
+
+
+def test_sparse_chunks_are_stacked_once():
+    from sctransfer._utils._validation import stack_csr
+
+    blocks = [
+        sp.random(n, 40, density=0.1, format="csr", dtype=np.float32, random_state=i)
+        for i, n in enumerate([10, 0, 7, 33])
+    ]
+    expected = sp.vstack(blocks, format="csr")
+    pending = list(blocks)
+    stacked = stack_csr(pending)
+    assert pending == []  # every chunk is released once copied
+    assert stacked.dtype == np.float32 and stacked.shape == expected.shape
+    assert (stacked != expected).nnz == 0
+
+
+def test_model_inputs_keep_float32():
+    """CaSTLe and MetaNeighbor read float32 values as they are: no float64 copy of the matrix."""
+    from sctransfer.kernels._metaneighbor import _prepare
+    from sctransfer.models.castle._model import _as_float
+
+    X = sp.random(40, 30, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    assert _as_float(X).dtype == np.float32 and _as_float(X.toarray()).dtype == np.float32
+    assert _as_float(X.astype(np.float64)).dtype == np.float64
+    batches, clusters = np.repeat([0, 1], 20), np.repeat([0, 1, 2, 3], 10)
+    assert _prepare(X, batches, clusters)[0].dtype == np.float32
+    assert _prepare(X.toarray(), batches, clusters)[0].dtype == np.float32
+    assert _prepare((X * 10).astype(np.int32), batches, clusters)[0].dtype == np.float32
+    assert _prepare(X.toarray().astype(np.int64) + 2**30, batches, clusters)[0].dtype == np.float64

@@ -57,3 +57,20 @@ def test_lsi_refuses_bad_input():
         sct.pp.lsi(neg, n_comps=3)
     with pytest.raises(KeyError):
         sct.pp.lsi(adata, n_comps=3, layer="missing")
+
+
+def test_lsi_binarises_in_float32_and_counts_a_repeated_entry_once():
+    from sctransfer.pp._lsi import _binary
+
+    X = sp.random(30, 50, density=0.2, format="csr", random_state=0, dtype=np.float64) * 5
+    binary = _binary(X)
+    assert binary.dtype == np.float32 and binary.nnz == X.nnz and (binary.data == 1).all()
+    # the same matrix with the first entry of row 0 stored twice (non-canonical CSR)
+    first = X.indptr[0]
+    data = np.insert(X.data, first, X.data[first])
+    indices = np.insert(X.indices, first, X.indices[first])
+    indptr = X.indptr + np.r_[0, np.ones(X.shape[0], dtype=X.indptr.dtype)]
+    dup = sp.csr_matrix((data, indices, indptr), shape=X.shape)
+    assert dup.nnz == X.nnz + 1 and not dup.has_canonical_format
+    assert (_binary(dup) != binary).nnz == 0
+    assert _binary(dup).nnz == X.nnz
