@@ -26,6 +26,7 @@ between them.)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -307,6 +308,17 @@ def _block_sizes(n_query: int, dtype: np.dtype, block_size: int | None, n_worker
     return qb, rb
 
 
+def _run_blocks(work: Callable[[int], None], starts: range, n_workers: int) -> None:
+    """``work(start)`` for every block start, on up to ``n_workers`` threads (in this thread for one)."""
+    if n_workers == 1 or len(starts) == 1:
+        for start in starts:
+            work(start)
+    else:
+        with ThreadPoolExecutor(max_workers=min(n_workers, len(starts))) as pool:
+            for _ in pool.map(work, starts):
+                pass
+
+
 def _knn_exact(
     query: np.ndarray, reference: np.ndarray, k: int, euclidean: bool, block_size: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -368,13 +380,7 @@ def _knn_exact(
     # one BLAS thread per worker: each worker's tile stays in its own core's cache and BLAS threads do
     # not compete with the workers for the cores
     with threadpool_limits(limits=1, user_api="blas"):
-        if n_workers == 1 or len(starts) == 1:
-            for start in starts:
-                work(start)
-        else:
-            with ThreadPoolExecutor(max_workers=min(n_workers, len(starts))) as pool:
-                for _ in pool.map(work, starts):
-                    pass
+        _run_blocks(work, starts, n_workers)
     logger.debug("knn exact: done in %.2f s", time.perf_counter() - tic)
     if out_idx.size and out_idx[:, -1].min() < 0:
         raise ValueError(
@@ -512,14 +518,7 @@ def _search_blocks(index: Any, query: np.ndarray, k: int) -> np.ndarray:
         stop = min(start + block, n)
         out[start:stop] = index.search(query[start:stop], k)[1]
 
-    starts = range(0, n, block)
-    if n_workers == 1 or len(starts) == 1:
-        for start in starts:
-            work(start)
-    else:
-        with ThreadPoolExecutor(max_workers=min(n_workers, len(starts))) as pool:
-            for _ in pool.map(work, starts):
-                pass
+    _run_blocks(work, range(0, n, block), n_workers)
     return out
 
 
