@@ -202,12 +202,15 @@ def snn_leiden(
 def _scaled_pca(X: np.ndarray, *, n_comps: int, random_state: int) -> np.ndarray:
     """PCA of the genes scaled to unit variance and clipped at 10 (``sc.pp.scale(max_value=10)``)."""
     from sklearn.decomposition import PCA
+    from threadpoolctl import threadpool_limits
 
     X = np.asarray(X, dtype=np.float64)
     sd = X.std(axis=0, ddof=1)
     Z = np.clip((X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0), None, 10.0)
     solver = "full" if Z.shape[1] <= 1000 else "randomized"
-    return PCA(n_components=n_comps, svd_solver=solver, random_state=random_state).fit_transform(Z)
+    # one BLAS thread: on a busy machine a spinning BLAS pool made these SVDs several times slower
+    with threadpool_limits(limits=1, user_api="blas"):
+        return PCA(n_components=n_comps, svd_solver=solver, random_state=random_state).fit_transform(Z)
 
 
 def cluster_batches(
