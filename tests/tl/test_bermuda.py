@@ -158,3 +158,22 @@ def test_no_pair_above_threshold_is_explained_or_allowed(counts):
         max_epochs=1, **FAST,
     )  # fmt: skip
     assert counts.uns["bermuda"]["cluster_pairs"] == []
+
+
+def test_a_batch_smaller_than_a_minibatch_is_aligned_with_repeated_cells(counts):
+    # 24 cells of batch_1 (8 per type), under one minibatch of 50 cells per cluster: the clusters of the
+    # small batch are drawn with replacement, as documented, and the input stays as it was
+    keep = (counts.obs["batch"] == "batch_0").to_numpy()
+    for t in counts.obs["cell_type"].cat.categories:
+        rows = np.flatnonzero(
+            ((counts.obs["batch"] == "batch_1") & (counts.obs["cell_type"] == t)).to_numpy()
+        )
+        keep[rows[:8]] = True
+    small = counts[keep].copy()
+    assert (small.obs["batch"] == "batch_1").sum() == 24
+    before = snapshot(small)
+    out = sct.tl.bermuda(small, batch_key="batch", cluster_key="cell_type", max_epochs=2, copy=True, **FAST)
+    assert_unchanged(small, before)
+    Z = out.obsm["X_bermuda"]
+    assert Z.shape == (small.n_obs, 20) and np.isfinite(Z).all()
+    assert out.uns["bermuda"]["params"]["config"]["batch_size"] > 8
