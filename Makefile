@@ -18,7 +18,7 @@ endif
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.venv/numba_cache
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test test-latest lint format bench clean docs tutorials
+.PHONY: install demo test test-latest lint format bench bench-env-scib clean docs tutorials
 
 install: $(STAMP)
 
@@ -104,7 +104,21 @@ $(BENCH_STAMP): $(STAMP)
 	$(PIP) install $(PIP_FLAGS) -e ".[test,bench]"
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+# scib-metrics (jax on the CPU) and Scanorama for benchmarks/alignment.py live in their own .venv-scib, so
+# the package's .venv keeps its pins; nothing there needs torch, and the target fails if torch got in.
+SCIB_VENV ?= .venv-scib
+SCIB_STAMP := $(SCIB_VENV)/.sctransfer-scib-installed
+
+$(SCIB_STAMP):
+	@test -x $(SCIB_VENV)/bin/python || $(PYTHON) -m venv $(SCIB_VENV)
+	$(SCIB_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(SCIB_VENV)/bin/python -m pip install --disable-pip-version-check -q "scib-metrics==0.5.*" anndata scanorama
+	@! $(SCIB_VENV)/bin/python -m pip show -q torch 2>/dev/null || { echo "torch got into $(SCIB_VENV)"; exit 1; }
+	@touch $(SCIB_STAMP)
+
+bench-env-scib: $(SCIB_STAMP)
+
+bench: $(BENCH_STAMP) $(SCIB_STAMP)
 	$(BIN)/python benchmarks/import_time.py
 	$(BIN)/python benchmarks/label_transfer.py
 	$(BIN)/python benchmarks/label_transfer_mop.py
@@ -120,4 +134,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/scale.py --sizes 10000 100000
 
 clean:
-	rm -rf $(VENV) $(LATEST_VENV) demo_output .pytest_cache .ruff_cache docs/_build docs/generated docs/api docs/tutorials/*.ipynb docs/tutorials/timings.json
+	rm -rf $(VENV) $(LATEST_VENV) $(SCIB_VENV) demo_output .pytest_cache .ruff_cache docs/_build docs/generated docs/api docs/tutorials/*.ipynb docs/tutorials/timings.json
