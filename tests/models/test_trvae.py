@@ -116,22 +116,59 @@ def test_predict_encodes_with_source_and_decodes_with_target():
     with torch.no_grad():
         mean = module.inference(x, src, sample=False)["qz_mean"]
         expected = module.generative(mean, tgt)["mean"].numpy()
-    pred = model.predict(adata, source_condition="A", target_condition="B")
+    pred = model.predict(adata, source_condition="A", target_condition="B", method="decode")
+    assert pred.uns["predict_method"] == "decode"
     np.testing.assert_allclose(pred.X, expected, rtol=1e-5, atol=1e-6)
     assert list(pred.obs["cond"].unique()) == ["B"]
     assert list(pred.obs["source_condition"].unique()) == ["A"]
     assert list(pred.var_names) == list(adata.var_names)
     # source taken from each cell's own condition when not given
-    own = model.predict(adata, target_condition="B").X
+    own = model.predict(adata, target_condition="B", method="decode").X
     own_codes = torch.tensor((adata.obs["cond"] == "B").to_numpy().astype(np.int64))
     with torch.no_grad():
         mean = module.inference(x, own_codes, sample=False)["qz_mean"]
         np.testing.assert_allclose(own, module.generative(mean, tgt)["mean"].numpy(), rtol=1e-5, atol=1e-6)
     # sampling is seeded and differs from the mean
-    s1 = model.predict(adata, source_condition="A", target_condition="B", sample=True, random_state=3).X
-    s2 = model.predict(adata, source_condition="A", target_condition="B", sample=True, random_state=3).X
+    sampled = {"source_condition": "A", "target_condition": "B", "sample": True, "method": "decode"}
+    s1 = model.predict(adata, **sampled, random_state=3).X
+    s2 = model.predict(adata, **sampled, random_state=3).X
     np.testing.assert_array_equal(s1, s2)
     assert not np.allclose(s1, pred.X)
+
+
+def test_shift_adds_the_decoded_response_to_each_cell():
+    adata = simulate()
+    model = model_on(adata)
+    model.train(max_epochs=2, **FAST)
+    assert model.config.predict_method == "shift"  # the default preset's
+    before = snapshot(adata)
+    kw = {"source_condition": "A", "target_condition": "B"}
+    to_b = model.predict(adata, **kw, method="decode").X
+    to_a = model.predict(adata, source_condition="A", target_condition="A", method="decode").X
+    shifted = model.predict(adata, **kw)
+    assert shifted.uns["predict_method"] == "shift"
+    expected = np.maximum(adata.X.toarray() + to_b - to_a, 0.0)  # ReLU output: clipped at 0
+    np.testing.assert_allclose(shifted.X, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(adata, **kw, method="shift").X, shifted.X)
+    # decoding under the source itself returns the cells unchanged
+    same = model.predict(adata, source_condition="A", target_condition="A").X
+    np.testing.assert_allclose(same, adata.X.toarray(), rtol=1e-5, atol=1e-5)
+    # sampled: both decodings use the same seeded sample
+    s1 = model.predict(adata, **kw, sample=True, random_state=3).X
+    np.testing.assert_array_equal(s1, model.predict(adata, **kw, sample=True, random_state=3).X)
+    np.testing.assert_allclose(
+        model.predict(adata, source_condition="A", target_condition="A", sample=True).X,
+        adata.X.toarray(), rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
+    assert_unchanged(adata, before)
+    # every other preset decodes, as the reference implementations do
+    assert {name for name, p in PRESETS.items() if p.predict_method == "shift"} == {"default"}
+    faithful = model_on(simulate(), preset="faithful")
+    assert faithful.config.predict_method == "decode"
+    with pytest.raises(ValueError, match="method must be one of"):
+        model.predict(adata, **kw, method="latent")
+    with pytest.raises(ValueError, match="predict_method must be one of"):
+        model_on(simulate(), predict_method="latent")
 
 
 def test_latent_mean_by_default_and_y_representation():
@@ -308,6 +345,16 @@ def test_bad_inputs_are_refused_and_inputs_unchanged():
         model.predict(adata, source_condition="A", target_condition="Z")
     with pytest.raises(ValueError, match="not seen in training"):
         model.predict(adata, source_condition="Z", target_condition="A")
+    # a type with no cells of the source condition: nothing to predict
+    with pytest.raises(ValueError, match="no cells to predict"):
+        model.predict(adata[adata.obs["cond"] == "Z"], source_condition="A", target_condition="B")
+    assert_unchanged(adata, before)
+    # a condition listed but absent from the training data cannot be learnt
+    with pytest.raises(ValueError, match=r"conditions \['C'\] have no cells"):
+        TRVAE(adata, conditions=["A", "B", "C"])
+    # a single condition, also when a second one is listed without cells
+    with pytest.raises(ValueError, match=r"conditions \['B'\] have no cells"):
+        TRVAE(single, conditions=["A", "B"])
     assert_unchanged(adata, before)
     with pytest.raises(ValueError, match="unknown TRVAE settings"):
         TRVAE(adata, bogus=1)

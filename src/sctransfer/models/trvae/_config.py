@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from ..._utils._presets import PresetConfig, preset_type
+
+#: what :meth:`sctransfer.models.TRVAE.predict` returns (``method=`` and the ``predict_method`` setting)
+PREDICT_METHODS = ("decode", "shift")
+PredictMethod = Literal["decode", "shift"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class TRVAEConfig(PresetConfig):
     stratified_split: bool = False
     balanced_sampling: bool = False
     restore_best: bool = False
+    # condition transfer: what TRVAE.predict returns by default ("decode": the values decoded under the
+    # target condition; "shift": each cell's own values plus the decoded target-minus-source difference)
+    predict_method: str = "decode"
     # query mapping (set by TRVAE.load_query_data)
     n_reference_conditions: int = 0
     freeze_expression: bool = True
@@ -64,7 +72,8 @@ _PAPER_KANG = TRVAEConfig()
 #: (the published Kang figures)
 PRESETS: dict[str, TRVAEConfig] = {
     # sctransfer's default: the Kang notebook's network and reconstruction, with a strong MMD on z instead of
-    # the MMD layer, trained for a bounded time with the best weights kept (see the differences page)
+    # the MMD layer, trained for a bounded time with the best weights kept, predicting the response as a
+    # shift added to each cell (see the differences page)
     "default": replace(
         _PAPER_KANG,
         mmd_on="z",
@@ -74,6 +83,7 @@ PRESETS: dict[str, TRVAEConfig] = {
         lr_patience=15,
         stratified_split=True,
         restore_best=True,
+        predict_method="shift",
     ),
     # the paper's Kang notebook (the published Kang figures; called "paper_kang" before)
     "faithful": _PAPER_KANG,

@@ -18,9 +18,9 @@ from scvi.data.fields import CategoricalObsField, LayerField
 
 from ..._utils._logging import logger
 from ..._utils._torch import register_fields, run_training
-from ..._utils._validation import check_int, check_obs_key, check_values, get_matrix
+from ..._utils._validation import check_choice, check_int, check_obs_key, check_values, get_matrix
 from .._base import NeuralModel
-from ._config import PRESETS, RENAMED_PRESETS, TRVAEPreset
+from ._config import PREDICT_METHODS, PRESETS, RENAMED_PRESETS, PredictMethod, TRVAEPreset
 from ._data import TRVAEDataModule, dense_rows
 from ._module import TRVAEModule
 from ._plan import RestoreBest, TRVAETrainingPlan
@@ -58,7 +58,9 @@ class TRVAE(NeuralModel):
     The condition (for example CTRL/STIM, or the batch) enters the first layer of the encoder and of the
     decoder. An MMD term pulls the cells of different conditions together on the first decoder layer
     (``mmd_on="y"``, the paper) or in the latent space (``mmd_on="z"``). :meth:`predict` transfers cells
-    between conditions: it encodes them under their source condition and decodes them under the target.
+    between conditions: it encodes them under their source condition and decodes them under the target
+    (``method="decode"``), or, with the default preset, adds the decoded difference between the target and
+    the source to each cell's own values (``method="shift"``).
 
     Register the data with :meth:`setup_anndata` first, or pass ``condition_key`` here.
 
@@ -128,6 +130,7 @@ class TRVAE(NeuralModel):
             if key in config:
                 config[key] = tuple(check_int(v, key) for v in config[key])
         cfg = self._set_config(preset, config)
+        check_choice(cfg.predict_method, "predict_method", PREDICT_METHODS)
         if not 0 <= cfg.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {cfg.validation_fraction}.")
         self.condition_key_ = self.adata_manager.registry["setup_args"]["condition_key"]
@@ -145,6 +148,13 @@ class TRVAE(NeuralModel):
             raise ValueError(
                 f"{self.condition_key_!r} holds a single condition ({conditions}); trVAE needs at least two "
                 "(for example control and stimulated cells, or two batches)."
+            )
+        empty = [c for c in conditions[cfg.n_reference_conditions :] if c not in observed]
+        if empty:
+            raise ValueError(
+                f"conditions {empty} have no cells in the training data, so the model cannot learn them; "
+                "drop them from conditions= (a new condition is added later with TRVAE.load_query_data, "
+                "on its cells)."
             )
         X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         check_values(X, "the training data", nonnegative=cfg.recon_loss == "nb")
@@ -432,6 +442,7 @@ class TRVAE(NeuralModel):
         *,
         target_condition: str,
         source_condition: str | None = None,
+        method: PredictMethod | None = None,
         sample: bool = False,
         batch_size: int = 1024,
         random_state: int = 0,
@@ -446,8 +457,16 @@ class TRVAE(NeuralModel):
             Condition to decode under (one of the training conditions).
         source_condition
             Condition to encode under; ``None`` uses each cell's own condition from the condition column.
+        method
+            ``"decode"``: the values decoded under the target (trVAE's transfer). ``"shift"``: each cell's
+            own values plus the difference between its values decoded under the target and under the
+            source, so that what the decoder does not reconstruct of the cell is kept and only the
+            response is predicted (clipped at 0 when the model's output is non-negative: ReLU output or
+            ``"nb"``). ``None`` uses the preset's ``predict_method`` (``"shift"`` for ``"default"``,
+            ``"decode"`` for every other preset).
         sample
-            Decode one sample of ``z`` per cell instead of the posterior mean.
+            Decode one sample of ``z`` per cell instead of the posterior mean (with ``"shift"``, both
+            decodings use the same sample).
         batch_size
             Cells processed at a time.
         random_state
@@ -459,23 +478,40 @@ class TRVAE(NeuralModel):
         log-normalised values for the Gaussian losses, expected counts at each cell's own library size
         for ``"nb"``), the input's ``.obs`` with ``obs[condition_key]`` set to the target and
         ``obs["source_condition"]`` holding the source, and ``.var`` indexed by the model's genes.
+        ``.uns["predict_method"]`` records the method used.
         """
+        method = self.config.predict_method if method is None else method
+        check_choice(method, "method", PREDICT_METHODS)
         target = self._check_condition(target_condition, "target_condition")
         adata_in, X, _ = self._inputs(adata, need_conditions=False)
         n = X.shape[0]
+        if n == 0:
+            raise ValueError(
+                "adata has no cells to predict (for example no cells of the source condition were "
+                "selected); pass at least one cell."
+            )
         if source_condition is None:
             values = check_obs_key(adata_in, self.condition_key_, "adata", what="condition")
             source = self._condition_codes(values, "adata has conditions")
         else:
             source = np.full(n, self._check_condition(source_condition, "source_condition"), dtype=np.int64)
-        pred = self._forward(X, source, np.full(n, target, dtype=np.int64), sample=sample, output="x",
-                             batch_size=batch_size, random_state=random_state)  # fmt: skip
+        settings = {"sample": sample, "output": "x", "batch_size": batch_size, "random_state": random_state}
+        pred = self._forward(X, source, np.full(n, target, dtype=np.int64), **settings)
+        if method == "shift":
+            # the same z (posterior mean, or the same seeded sample) decoded under the source
+            pred -= self._forward(X, source, source, **settings)
+            for idx in self._batches(n, batch_size):
+                pred[idx] += dense_rows(X, idx)
+            if self.config.recon_loss == "nb" or self.config.output_activation == "relu":
+                np.maximum(pred, 0.0, out=pred)
         obs = adata_in.obs.copy()
         obs["source_condition"] = pd.Categorical(
             np.asarray(self.conditions_, dtype=object)[source], categories=self.conditions_
         )
         obs[self.condition_key_] = pd.Categorical([self.conditions_[target]] * n, categories=self.conditions_)
-        return AnnData(X=pred, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes_)))
+        return AnnData(
+            X=pred, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes_)), uns={"predict_method": method}
+        )
 
     # ---- query mapping ------------------------------------------------------------------------
     @classmethod
