@@ -114,7 +114,9 @@ def diagnose(adata: AnnData, cell_type: str, seed: int) -> dict:
 
     train_held = adata[~held_out].copy()
     model, seconds = train(train_held, seed)
-    pred = model.predict(adata[ctrl_mask], source_condition="CTRL", target_condition="STIM").X
+    pred = model.predict(
+        adata[ctrl_mask], source_condition="CTRL", target_condition="STIM", method="decode"
+    ).X
     out["held_out"] = {
         "train_seconds": seconds,
         "r2_mean_degs": r2_mean(pred, real, degs),
@@ -124,7 +126,9 @@ def diagnose(adata: AnnData, cell_type: str, seed: int) -> dict:
 
     with mmd_without(ctrl_mask[~held_out]):
         model, seconds = train(train_held, seed)
-    pred = model.predict(adata[ctrl_mask], source_condition="CTRL", target_condition="STIM").X
+    pred = model.predict(
+        adata[ctrl_mask], source_condition="CTRL", target_condition="STIM", method="decode"
+    ).X
     out["mmd_blind_to_type"] = {
         "train_seconds": seconds,
         "r2_mean_degs": r2_mean(pred, real, degs),
@@ -134,8 +138,12 @@ def diagnose(adata: AnnData, cell_type: str, seed: int) -> dict:
 
     train_all = adata.copy()
     model, seconds = train(train_all, seed)
-    pred = model.predict(adata[ctrl_mask], source_condition="CTRL", target_condition="STIM").X
-    recon = model.predict(adata[ctrl_mask], source_condition="CTRL", target_condition="CTRL").X
+    pred = model.predict(
+        adata[ctrl_mask], source_condition="CTRL", target_condition="STIM", method="decode"
+    ).X
+    recon = model.predict(
+        adata[ctrl_mask], source_condition="CTRL", target_condition="CTRL", method="decode"
+    ).X
     out["seen"] = {
         "train_seconds": seconds,
         "r2_mean_degs": r2_mean(pred, real, degs),
