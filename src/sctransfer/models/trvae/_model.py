@@ -458,12 +458,12 @@ class TRVAE(NeuralModel):
         source_condition
             Condition to encode under; ``None`` uses each cell's own condition from the condition column.
         method
-            ``"decode"``: the values decoded under the target (trVAE's transfer). ``"shift"``: each cell's
-            own values plus the difference between its values decoded under the target and under the
-            source, so that what the decoder does not reconstruct of the cell is kept and only the
-            response is predicted (clipped at 0 when the model's output is non-negative: ReLU output or
-            ``"nb"``). ``None`` uses the preset's ``predict_method`` (``"shift"`` for ``"default"``,
-            ``"decode"`` for every other preset).
+            ``"decode"`` returns the values decoded under the target (trVAE's transfer); ``"shift"`` each
+            cell's own values plus the difference between the cell decoded under the target and under
+            the source; ``None`` the preset's ``predict_method`` (``"shift"`` for ``"default"``,
+            ``"decode"`` for every other preset). The shift keeps what the decoder does not reconstruct
+            of the cell and predicts only the response; it is clipped at 0 when the model's output is
+            non-negative (ReLU output or ``"nb"``).
         sample
             Decode one sample of ``z`` per cell instead of the posterior mean (with ``"shift"``, both
             decodings use the same sample).
