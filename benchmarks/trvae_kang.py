@@ -303,7 +303,7 @@ def main() -> None:
     overrides = parse_overrides(args.overrides)
     scgen_python = None if str(args.scgen_python) == "none" else args.scgen_python
     scgen_note = None
-    if "scgen" not in args.methods:
+    if "scgen" not in args.methods or args.merge_only:
         scgen_python = None
     elif scgen_python is not None and not scgen_python.exists():
         scgen_note = f"scGen skipped: {scgen_python} not found (make scgen-env builds it)"
@@ -423,6 +423,8 @@ def main() -> None:
             "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
             "total_seconds": round(time.perf_counter() - start, 1),
             "jobs_at_once": args.jobs,
+            # with --merge-only the load averages and seconds above are the merge's; each row has its own
+            "merge_only": args.merge_only,
             "scgen": scgen_note or "benchmarks/scgen_kang_runner.py in its own environment (make scgen-env)",
         },
         "results": rows,
