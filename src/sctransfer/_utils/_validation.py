@@ -5,6 +5,7 @@ They raise ``ValueError``/``KeyError`` with a message that says what to do.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -311,13 +312,21 @@ def check_int(value: int, name: str, minimum: int = 1) -> int:
 
 
 def check_float(
-    value: float, name: str, *, minimum: float = -np.inf, maximum: float = np.inf, positive: bool = False
+    value: float, name: str, *, minimum: float = -np.inf, maximum: float = np.inf, open_minimum: bool = False
 ) -> float:
-    """Raise unless ``value`` is a real number in ``[minimum, maximum]`` (and ``> 0`` with ``positive``)."""
-    bad = isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating)
-    if bad or not (minimum <= value <= maximum) or (positive and value <= 0):
-        bounds = "> 0" if positive else f"in [{minimum:g}, {maximum:g}]"
-        raise ValueError(f"{name} must be a number {bounds}, got {value!r}.")
+    """``value`` as a float; raise unless it is a finite number in ``[minimum, maximum]``.
+
+    With ``open_minimum`` the lower bound is excluded (``(minimum, maximum]``).
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+    if ok:
+        ok = (value > minimum if open_minimum else value >= minimum) and value <= maximum
+    if not ok:
+        if np.isinf(maximum):
+            bounds = f"{'>' if open_minimum else '>='} {minimum:g}"
+        else:
+            bounds = f"in {'(' if open_minimum else '['}{minimum:g}, {maximum:g}]"
+        raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}.")
     return float(value)
 
 

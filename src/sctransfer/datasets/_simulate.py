@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 from pathlib import Path
 from typing import Literal
@@ -13,7 +12,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._utils._docs import inject_docs
-from .._utils._validation import check_int
+from .._utils._validation import check_float, check_int
 
 __all__ = ["simulate_atlas", "simulate_multiome"]
 
@@ -21,14 +20,15 @@ _MAX_LOG_MEAN = 15.0  # caps the Poisson means (exp(15) ~ 3.3e6) so extreme shif
 _NB_SHAPE = 5.0  # gamma shape of the RNA negative binomial (inverse overdispersion)
 
 
-def _check_float(value: float, name: str, *, minimum: float, strict: bool) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    if ok:
-        ok = value > minimum if strict else value >= minimum
-    if not ok:
-        bound = ">" if strict else ">="
-        raise ValueError(f"{name} must be a finite number {bound} {minimum}, got {value!r}.")
-    return float(value)
+def _check_sizes(n_cells: int, n_genes: int, n_types: int, n_batches: int) -> tuple[int, int, int, int]:
+    """The simulators' sizes, checked: every type needs a cell and a marker gene, every batch a cell."""
+    n_types = check_int(n_types, "n_types", minimum=1)
+    n_cells = check_int(n_cells, "n_cells", minimum=n_types)
+    n_genes = check_int(n_genes, "n_genes", minimum=n_types)
+    n_batches = check_int(n_batches, "n_batches", minimum=1)
+    if n_batches > n_cells:
+        raise ValueError(f"n_batches ({n_batches}) must not exceed n_cells ({n_cells}).")
+    return n_cells, n_genes, n_types, n_batches
 
 
 def _draw_labels(rng: np.random.Generator, n_cells: int, n_types: int) -> np.ndarray:
@@ -127,14 +127,9 @@ def simulate_multiome(
     >>> rna.shape, atac.shape
     ((200, 100), (200, 100))
     """
-    n_types = check_int(n_types, "n_types", minimum=1)
-    n_cells = check_int(n_cells, "n_cells", minimum=n_types)
-    n_genes = check_int(n_genes, "n_genes", minimum=n_types)
-    n_batches = check_int(n_batches, "n_batches", minimum=1)
-    if n_batches > n_cells:
-        raise ValueError(f"n_batches ({n_batches}) must not exceed n_cells ({n_cells}).")
-    modality_shift = _check_float(modality_shift, "modality_shift", minimum=0.0, strict=False)
-    atac_depth = _check_float(atac_depth, "atac_depth", minimum=0.0, strict=True)
+    n_cells, n_genes, n_types, n_batches = _check_sizes(n_cells, n_genes, n_types, n_batches)
+    modality_shift = check_float(modality_shift, "modality_shift", minimum=0.0)
+    atac_depth = check_float(atac_depth, "atac_depth", minimum=0.0, open_minimum=True)
     random_state = check_int(random_state, "random_state", minimum=0)
 
     rng = np.random.default_rng(random_state)
@@ -297,16 +292,11 @@ def simulate_atlas(
     import h5py
     from anndata.io import sparse_dataset, write_elem
 
-    n_types = check_int(n_types, "n_types", minimum=1)
-    n_cells = check_int(n_cells, "n_cells", minimum=n_types)
-    n_genes = check_int(n_genes, "n_genes", minimum=n_types)
-    n_batches = check_int(n_batches, "n_batches", minimum=1)
-    if n_batches > n_cells:
-        raise ValueError(f"n_batches ({n_batches}) must not exceed n_cells ({n_cells}).")
+    n_cells, n_genes, n_types, n_batches = _check_sizes(n_cells, n_genes, n_types, n_batches)
     if role not in _ATLAS_ROLES:
         raise ValueError(f"role must be one of {list(_ATLAS_ROLES)}, got {role!r}.")
-    technology_shift = _check_float(technology_shift, "technology_shift", minimum=0.0, strict=False)
-    query_depth = _check_float(query_depth, "query_depth", minimum=0.0, strict=True)
+    technology_shift = check_float(technology_shift, "technology_shift", minimum=0.0)
+    query_depth = check_float(query_depth, "query_depth", minimum=0.0, open_minimum=True)
     chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
     random_state = check_int(random_state, "random_state", minimum=0)
     if not isinstance(path, str | os.PathLike) or not str(os.fspath(path)):

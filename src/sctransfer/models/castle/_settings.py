@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..._utils._presets import preset_type, resolve_preset
-from ..._utils._validation import check_choice, check_int
+from ..._utils._validation import check_choice, check_float, check_int
 
 #: Source labels that mean "no cell type" in the reference scripts (a regular expression, searched).
 UNKNOWN_PATTERN = "not applicable|unclassified|contaminated|unknown"
@@ -106,16 +106,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 CaSTLePreset = preset_type(PRESETS)
 
 
-def _check_float(value: Any, name: str, *, low: float, high: float, low_open: bool = False) -> float:
-    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool) and np.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}.")
-    return float(value)
-
-
 def _check_breaks(breaks: Any) -> tuple[float, ...]:
     try:
         edges = tuple(float(b) for b in breaks)
@@ -189,7 +179,7 @@ def resolve_settings(
     if threshold is None and mode == "one_vs_rest":
         threshold = 0.5
     elif threshold is not None:
-        threshold = _check_float(threshold, "threshold", low=0.0, high=1.0)
+        threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
     xgb_params = {**XGB_PARAMS, "tree_method": values.pop("tree_method")}
     extra = values.get("xgb_params") or {}
     if not isinstance(extra, dict):
@@ -214,12 +204,12 @@ def resolve_settings(
         correlation_filter=check_choice(
             values["correlation_filter"], "correlation_filter", ("pearson", "reference")
         ),
-        correlation_threshold=_check_float(
+        correlation_threshold=check_float(
             values.get("correlation_threshold", 0.9),
             "correlation_threshold",
-            low=0.0,
-            high=1.0,
-            low_open=True,
+            minimum=0.0,
+            maximum=1.0,
+            open_minimum=True,
         ),
         unknown_pattern=pattern,
         unknown_case_sensitive=bool(values["unknown_case_sensitive"]),
@@ -228,8 +218,8 @@ def resolve_settings(
         two_class_objective=check_choice(
             values["two_class_objective"], "two_class_objective", ("binary:logistic", "reg:squarederror")
         ),
-        train_fraction=_check_float(
-            values["train_fraction"], "train_fraction", low=0.0, high=1.0, low_open=True
+        train_fraction=check_float(
+            values["train_fraction"], "train_fraction", minimum=0.0, maximum=1.0, open_minimum=True
         ),
         class_weight=check_choice(values["class_weight"], "class_weight", ("balanced", "none")),
         match_detection=bool(values["match_detection"]),
@@ -237,12 +227,12 @@ def resolve_settings(
         n_rounds=check_int(values.get("n_rounds", N_ROUNDS), "n_rounds"),
         xgb_params=xgb_params,
         self_training=check_int(values.get("self_training", 0), "self_training", minimum=0),
-        pseudo_label_threshold=_check_float(
+        pseudo_label_threshold=check_float(
             values.get("pseudo_label_threshold", 0.9),
             "pseudo_label_threshold",
-            low=0.5,
-            high=1.0,
-            low_open=True,
+            minimum=0.5,
+            maximum=1.0,
+            open_minimum=True,
         ),
         gene_case=check_choice(values.get("gene_case", "exact"), "gene_case", GENE_CASES),
         random_state=random_state,

@@ -51,8 +51,8 @@ class EnsembleSettings:
         for name in ("smooth_alpha", "self_training"):
             check_float(getattr(self, name), name, minimum=0.0, maximum=1.0)
         check_float(self.prior_power, "prior_power", minimum=0.0)
-        check_float(self.C, "C", positive=True)
-        check_float(self.sharpen, "sharpen", positive=True)
+        check_float(self.C, "C", minimum=0.0, open_minimum=True)
+        check_float(self.sharpen, "sharpen", minimum=0.0, open_minimum=True)
         if not isinstance(self.mapping, bool):
             raise ValueError(f"mapping must be True or False, got {self.mapping!r}.")
 
