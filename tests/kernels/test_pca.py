@@ -117,3 +117,43 @@ def test_joint_pca_memory_error_under_an_address_space_cap(tmp_path):
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "joint PCA of 4,000,000 cells x 60 features" in proc.stdout
     assert "lower n_comps" in proc.stdout
+
+
+def test_orthonormal_is_orthonormal_in_place_and_spans_the_columns():
+    from sctransfer.kernels._pca import _orthonormal
+
+    rng = np.random.default_rng(0)
+    M = rng.standard_normal((500, 8)) @ np.diag([1e3, 1e2, 10, 1, 1e-1, 1e-2, 1e-2, 1e-2])  # condition 1e5: two Cholesky passes
+    original = M.copy()
+    Q = _orthonormal(M)
+    assert Q is M
+    np.testing.assert_allclose(Q.T @ Q, np.eye(8), atol=1e-10)
+    # the same column space: projecting the input on Q leaves nothing
+    np.testing.assert_allclose(original - Q @ (Q.T @ original), 0.0, atol=1e-8 * np.abs(original).max())
+
+
+def test_orthonormal_falls_back_to_qr_for_dependent_columns():
+    from sctransfer.kernels._pca import _orthonormal
+
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((200, 4))
+    M = np.hstack([M, M[:, :1] + 1e-12 * rng.standard_normal((200, 1))])  # a column that repeats another
+    Q = _orthonormal(M)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(5), atol=1e-10)
+
+
+def test_joint_pca_is_the_same_on_one_thread_and_two_over_many_chunks(monkeypatch):
+    """The products run by fixed row chunks, so the thread count cannot change a single bit."""
+    import sctransfer as sct
+    from sctransfer.kernels import _pca
+
+    monkeypatch.setattr(_pca, "_ROWS", 16)
+    blocks = _blocks(2)
+    results = []
+    for n_jobs in (1, 2):
+        monkeypatch.setattr(sct.settings, "n_jobs", n_jobs)
+        results.append(joint_pca(list(blocks), n_comps=5, random_state=3))
+    for a, b in zip(results[0].embeddings, results[1].embeddings, strict=True):
+        np.testing.assert_array_equal(a, b)
+    Z, s, _ = _dense_reference(blocks, 5)
+    np.testing.assert_allclose(results[0].singular_values, s, rtol=1e-4)
