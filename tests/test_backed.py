@@ -211,19 +211,25 @@ def test_dask_with_column_chunks_is_read_whole_rows(data):
     np.testing.assert_array_equal(take_columns(x, [3, 0, 59]), X[:, [3, 0, 59]])
 
 
-def test_sparse_chunks_are_stacked_once():
-    from sctransfer._utils._validation import stack_csr
+@pytest.mark.parametrize("sizes", [[10, 0, 7, 33], [2, 40, 40, 1], [0, 5]])
+def test_sparse_chunks_are_stacked_into_one_growing_matrix(sizes):
+    """CSRRows copies chunks into arrays sized from the first one; a short estimate makes them grow."""
+    from sctransfer._utils._validation import CSRRows
 
     blocks = [
-        sp.random(n, 40, density=0.1, format="csr", dtype=np.float32, random_state=i)
-        for i, n in enumerate([10, 0, 7, 33])
+        sp.random(n, 40, density=0.1 + 0.2 * i, format="csr", dtype=np.float32, random_state=i)
+        for i, n in enumerate(sizes)
     ]
     expected = sp.vstack(blocks, format="csr")
-    pending = list(blocks)
-    stacked = stack_csr(pending)
-    assert pending == []  # every chunk is released once copied
+    rows = CSRRows(sum(sizes), 40)
+    for block in blocks:
+        rows.append(block)
+    stacked = rows.finish()
     assert stacked.dtype == np.float32 and stacked.shape == expected.shape
+    assert stacked.indices.dtype == np.int32 and stacked.data.size == expected.nnz
     assert (stacked != expected).nnz == 0
+    with pytest.raises(ValueError, match="does not fit"):
+        CSRRows(3, 40).append(sp.csr_matrix((4, 40)))
 
 
 def test_model_inputs_keep_float32():

@@ -127,7 +127,9 @@ def read_rows(
     check_readable(X, name)
     n_rows = int(X.shape[0])
     cols = None if columns is None else np.asarray(columns, dtype=np.int64)
-    blocks: list[sp.csr_matrix] = []
+    if cols is not None and np.array_equal(cols, np.arange(X.shape[1])):
+        cols = None  # every column, in order: no column copy of each chunk
+    rows: CSRRows | None = None  # sparse chunks are copied into one growing CSR matrix
     out: np.ndarray | None = None  # dense values go straight into one array: no second copy
     for start in range(0, max(n_rows, 1), chunk_size):
         stop = min(start + chunk_size, n_rows)
@@ -135,44 +137,76 @@ def read_rows(
         if cols is not None:
             block = block[:, cols] if sp.issparse(block) else np.take(block, cols, axis=1)
         if sp.issparse(block):
-            blocks.append(sp.csr_matrix(block))
+            rows = rows or CSRRows(n_rows, block.shape[1])
+            rows.append(block)
             continue
         if out is None:
             out = np.empty((n_rows, block.shape[1]), dtype=block.dtype)
         out[start:stop] = block
-    if blocks:
-        return blocks[0] if len(blocks) == 1 else stack_csr(blocks)
-    return out
+    return rows.finish() if rows is not None else out
 
 
-def stack_csr(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
-    """Row-stack CSR blocks, releasing each one as soon as it is copied (the list is emptied).
+class CSRRows:
+    """Row-stack CSR chunks as they are read, into one set of arrays that grows in place.
 
-    The result's arrays are allocated once and filled block by block, so the resident memory peaks at
-    about one copy of the values plus one block, not two copies as with ``scipy.sparse.vstack``.
+    Each chunk's values and column indices are copied into the result's arrays as it arrives, so it can be
+    freed at once. The arrays are sized from the first chunk (pages never written are never resident) and,
+    if the estimate falls short, grow with ``ndarray.resize``, which the allocator extends in place for
+    large arrays. A matrix read in chunks is thus held about once; a list of chunks stacked at the end
+    held it twice at the peak (the freed chunks stayed in the process's heap).
+
+    Parameters
+    ----------
+    n_rows, n_cols
+        Shape of the result.
     """
-    n_cols = blocks[0].shape[1]
-    n_rows = sum(b.shape[0] for b in blocks)
-    nnz = sum(int(b.indptr[-1] - b.indptr[0]) for b in blocks)
-    dtype = np.result_type(*(b.dtype for b in blocks))
-    index_dtype = np.int32 if max(nnz, n_cols) < np.iinfo(np.int32).max else np.int64
-    data = np.empty(nnz, dtype=dtype)
-    indices = np.empty(nnz, dtype=index_dtype)
-    indptr = np.empty(n_rows + 1, dtype=index_dtype)
-    indptr[0] = 0
-    row = pos = 0
-    blocks.reverse()  # pop from the end: first block first, each freed once copied
-    while blocks:
-        block = blocks.pop()
+
+    def __init__(self, n_rows: int, n_cols: int) -> None:
+        self.shape = (int(n_rows), int(n_cols))
+        self.indptr = np.zeros(self.shape[0] + 1, dtype=np.int64)
+        self.data: np.ndarray | None = None
+        self.indices: np.ndarray | None = None
+        self.row = 0
+        self.pos = 0
+
+    def append(self, block: sp.spmatrix | sp.sparray) -> None:
+        """Copy the rows of ``block`` (CSR, or converted to it) after those already appended."""
+        block = sp.csr_matrix(block)
         m, first, last = block.shape[0], int(block.indptr[0]), int(block.indptr[-1])
         n = last - first
-        data[pos : pos + n] = block.data[first:last]
-        indices[pos : pos + n] = block.indices[first:last]
-        indptr[row + 1 : row + m + 1] = block.indptr[1:] - first + pos
-        row += m
-        pos += n
-        del block
-    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+        if self.row + m > self.shape[0] or block.shape[1] != self.shape[1]:
+            raise ValueError(f"internal error: a {block.shape} chunk does not fit a {self.shape} matrix.")
+        if self.data is None:  # sized from the first chunk, 10 % over: the unused tail is never touched
+            rows_left = max(self.shape[0] - self.row, 1)
+            capacity = max(int(1.1 * n * rows_left / max(m, 1)), n, 1)
+            self.data = np.empty(capacity, dtype=block.dtype)
+            index_dtype = np.int32 if self.shape[1] < np.iinfo(np.int32).max else np.int64
+            self.indices = np.empty(capacity, dtype=index_dtype)
+        elif block.dtype != self.data.dtype:
+            self.data = self.data.astype(np.result_type(self.data, block.dtype))
+        if self.pos + n > self.data.size:
+            capacity = max(self.pos + n, int(1.25 * self.data.size))
+            self.data.resize(capacity, refcheck=False)
+            self.indices.resize(capacity, refcheck=False)
+        self.data[self.pos : self.pos + n] = block.data[first:last]
+        self.indices[self.pos : self.pos + n] = block.indices[first:last]
+        self.indptr[self.row + 1 : self.row + m + 1] = block.indptr[1:] - first + self.pos
+        self.row += m
+        self.pos += n
+
+    def finish(self) -> sp.csr_matrix:
+        """The stacked matrix (its arrays trimmed to the values stored)."""
+        if self.row != self.shape[0]:
+            raise ValueError(f"internal error: {self.row} of {self.shape[0]} rows were appended.")
+        if self.data is None:
+            return sp.csr_matrix(self.shape, dtype=np.float32)
+        self.data.resize(self.pos, refcheck=False)
+        self.indices.resize(self.pos, refcheck=False)
+        indptr = self.indptr.astype(np.int32) if self.pos < np.iinfo(np.int32).max else self.indptr
+        indices = self.indices if indptr.dtype == self.indices.dtype else self.indices.astype(indptr.dtype)
+        out = sp.csr_matrix((self.data, indices, indptr), shape=self.shape)
+        self.data = self.indices = None
+        return out
 
 
 def in_memory(X: ArrayLike, name: str = "the matrix") -> ArrayLike:

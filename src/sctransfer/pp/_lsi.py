@@ -14,6 +14,7 @@ from .._utils._docs import inject_docs
 from .._utils._logging import logger
 from .._utils._validation import (
     CHUNK_ROWS,
+    CSRRows,
     check_int,
     check_nonempty,
     check_values,
@@ -21,7 +22,6 @@ from .._utils._validation import (
     get_matrix,
     is_in_memory,
     iter_rows,
-    stack_csr,
 )
 
 __all__ = ["lsi"]
@@ -100,11 +100,11 @@ def lsi(
         logger.info(
             "lsi: reading %s (%d x %d) in chunks of %d rows", name, X.shape[0], X.shape[1], CHUNK_ROWS
         )
-        blocks = []
+        rows = CSRRows(X.shape[0], X.shape[1])
         for _, block in iter_rows(X, name=name):
             check_values(block, name, nonnegative=True)
-            blocks.append(_binary(block))
-        binary = blocks[0] if len(blocks) == 1 else stack_csr(blocks)
+            rows.append(_binary(block))
+        binary = rows.finish()
     embedding, singular_values = _lsi(binary, n_total, random_state=random_state)
     if drop_first:
         embedding, singular_values = embedding[:, 1:], singular_values[1:]
