@@ -22,6 +22,7 @@ from .._utils._presets import preset_type, resolve_preset
 from .._utils._save import check_model_path, save_trained
 from .._utils._transfer import (
     check_unique_names,
+    log_values,
     match_features,
     query_representation,
     raw_and_log_values,
@@ -48,8 +49,8 @@ LabelTransferPreset = preset_type({name: None for presets in METHOD_PRESETS.valu
 class TransferInputs:
     """What every label-transfer method receives: validated arrays on the shared features."""
 
-    reference: Any  # cells x shared features (dense or CSR), the reference's values as given
-    query: Any  # cells x shared features, the query's values as given
+    reference: Any  # cells x shared features (dense or CSR), the values as given (None unless in RAW_METHODS)
+    query: Any  # cells x shared features, the query's values as given (None unless in RAW_METHODS)
     reference_log: Any  # the same, log-normalised (the one input-scale check, see log_values)
     query_log: Any
     scales: tuple[str, str]  # what infer_scale said of the reference and of the query
@@ -172,6 +173,9 @@ def _run_knn(
         [inputs.reference_log, inputs.query_log], n_comps=n_comps, random_state=inputs.random_state
     )
     emb_ref, emb_query = pca.embeddings
+    # the matrices are not needed past the PCA: released before the search (at 1M + 1M cells they are most of
+    # the memory)
+    inputs.reference_log = inputs.query_log = None
     labelled = inputs.codes >= 0
     nbrs = knn(
         emb_query,
@@ -328,6 +332,9 @@ METHODS: dict[str, Callable[..., TransferResult]] = {
     "scjoint": _run_scjoint,
     "castle": _run_castle,
 }
+#: the methods that read the values as given (``TransferInputs.reference``/``.query``); the others get the
+#: log-normalised values only, so a matrix read from a backed file is normalised in place and held once
+RAW_METHODS = frozenset({"scjoint"})
 
 
 @inject_docs(ensemble_threshold=str(ENSEMBLE_RELATIVE_THRESHOLD))
@@ -577,9 +584,19 @@ def _transfer(
     match = match_features(
         reference.var_names, query.var_names, gene_case=gene_case, what=("the reference", "the query")
     )
-    # each matrix is read once (a backed or dask one in row chunks, only on the shared features)
-    X_ref, X_ref_log, scale_ref = raw_and_log_values(reference, layer, match.reference_index, "the reference")
-    X_query, X_query_log, scale_query = raw_and_log_values(query, query_layer, match.query_index, "the query")
+    # each matrix is read once (a backed or dask one in row chunks, only on the shared features); only the
+    # methods that use the values as given hold them beside the log-normalised copy
+    if method in RAW_METHODS:
+        X_ref, X_ref_log, scale_ref = raw_and_log_values(
+            reference, layer, match.reference_index, "the reference"
+        )
+        X_query, X_query_log, scale_query = raw_and_log_values(
+            query, query_layer, match.query_index, "the query"
+        )
+    else:
+        X_ref = X_query = None
+        X_ref_log, scale_ref = log_values(reference, layer, match.reference_index, "the reference")
+        X_query_log, scale_query = log_values(query, query_layer, match.query_index, "the query")
     n_labelled = int((codes >= 0).sum())
     if method != "castle" and n_neighbors > n_labelled:  # CaSTLe has no neighbours (sct.tl.castle no option)
         raise ValueError(
@@ -612,6 +629,7 @@ def _transfer(
         preset=preset,
         query_rep=rep,
     )
+    del X_ref, X_query, X_ref_log, X_query_log  # held by inputs only, so a method can release them
     try:
         result = METHODS[method](inputs, **method_kwargs)
     except TypeError as err:
