@@ -18,6 +18,8 @@ _MODEL_FILE = "ensemble.json"
 _REFERENCE_FILE = "reference.npz"
 #: z-scores are clipped to this magnitude before the linear classifier (as scanpy's ``max_value``)
 _CLIP = 10.0
+#: query rows standardised and scored at a time by the linear expert
+_PROBA_ROWS = 32_768
 #: label spreading of the mapping score: 10 steps keeping 0.1 of the start reach far into a cell's population
 _MAPPING_ALPHA = 0.1
 _MAPPING_STEPS = 10
@@ -75,14 +77,26 @@ class EnsembleOutput:
     info: dict[str, Any]
 
 
-def _standardise(X: Any) -> np.ndarray:
-    """Dense float32 per-feature z-scores of ``X`` (its own mean and standard deviation), clipped."""
-    dense = X.toarray() if sp.issparse(X) else np.asarray(X)
-    dense = np.asarray(dense, dtype=np.float32)
-    mean = dense.mean(axis=0, dtype=np.float64)
-    std = dense.std(axis=0, dtype=np.float64)
-    inv = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-8).astype(np.float32)
-    out = (dense - mean.astype(np.float32)) * inv
+def _scaling(X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature float32 mean and inverse standard deviation of ``X`` (0 for constant features)."""
+    from ...kernels._pca import column_moments
+
+    mean, sq = column_moments(X)
+    std = np.sqrt(np.maximum(sq - mean**2, 0.0))
+    inv = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-8)
+    return mean.astype(np.float32), inv.astype(np.float32)
+
+
+def _standardise(X: Any, scaling: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Dense float32 per-feature z-scores of ``X``, clipped, in one dense array.
+
+    ``scaling`` is the ``(mean, inverse standard deviation)`` to apply; by default ``X``'s own.
+    """
+    mean, inv = _scaling(X) if scaling is None else scaling
+    out = X.toarray() if sp.issparse(X) else np.array(X, dtype=np.float32)
+    out = out.astype(np.float32, copy=False)
+    out -= mean
+    out *= inv
     np.clip(out, -_CLIP, _CLIP, out=out)
     return out
 
@@ -325,11 +339,21 @@ class EnsembleTransfer:
             self.coef_[clf.classes_] = clf.coef_
             self.intercept_[clf.classes_] = clf.intercept_
 
-    def _classifier_proba(self, Z: np.ndarray) -> np.ndarray:
-        logits = Z @ self.coef_.T.astype(np.float32) + self.intercept_[None, :]
-        logits -= logits.max(axis=1, keepdims=True)
-        expo = np.exp(logits)
-        return expo / expo.sum(axis=1, keepdims=True)
+    def _classifier_proba(self, X: Any) -> np.ndarray:
+        """The linear expert's probabilities for log-normalised ``X``, standardised with its own scaling.
+
+        Rows are standardised and scored by chunks, so the query is never held dense as a whole.
+        """
+        scaling = _scaling(X)
+        coef = self.coef_.T.astype(np.float32)
+        out = np.empty((X.shape[0], len(self.classes_)))
+        for start in range(0, X.shape[0], _PROBA_ROWS):
+            Z = _standardise(X[start : start + _PROBA_ROWS], scaling)
+            logits = Z @ coef + self.intercept_[None, :]
+            logits -= logits.max(axis=1, keepdims=True)
+            expo = np.exp(logits)
+            out[start : start + _PROBA_ROWS] = expo / expo.sum(axis=1, keepdims=True)
+        return out
 
     def predict_arrays(self, X: Any, *, query_rep: np.ndarray | None = None) -> EnsembleOutput:
         """Label log-normalised query values ``X`` (cells x :attr:`features_`, in that order).
@@ -362,7 +386,7 @@ class EnsembleTransfer:
         )
         votes_cca = knn_vote(nbrs.indices, ref_codes, n_classes)[2]
 
-        proba_linear = self._classifier_proba(_standardise(X))
+        proba_linear = self._classifier_proba(X)
         prior = np.maximum(self.prior_, 1e-12)
         components = {
             "knn_pca": _prior_corrected(votes_pca, prior, s.prior_power),
