@@ -90,19 +90,30 @@ def _dense_doubled_ranks(X):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _csr_doubled_ranks(data, indptr, n_genes):  # pragma: no cover - compiled
-    """Doubled centred ranks of CSR rows: the stored entries' values and each row's zero value."""
+def _csr_doubled_ranks(data, indptr, n_genes, relative):  # pragma: no cover - compiled
+    """Doubled centred ranks of CSR rows.
+
+    Returns the stored entries' values (minus their row's zero value when ``relative``), each row's zero
+    value, and each row's sum of squares over its stored entries, so that no other array of the stored
+    entries' size is needed.
+    """
     n = indptr.size - 1
     out = np.empty(data.size)
     zero_value = np.empty(n)
+    stored_ss = np.zeros(n)
     for i in range(n):
         a, b = indptr[i], indptr[i + 1]
         ranks = np.empty(b - a)
         zero_rank = _row_ranks(data[a:b], n_genes - (b - a), ranks)
-        zero_value[i] = 2.0 * zero_rank - (n_genes + 1)
+        zero = 2.0 * zero_rank - (n_genes + 1)
+        zero_value[i] = zero
+        acc = 0.0
         for t in range(b - a):
-            out[a + t] = 2.0 * ranks[t] - (n_genes + 1)
-    return out, zero_value
+            value = 2.0 * ranks[t] - (n_genes + 1)
+            acc += value * value
+            out[a + t] = value - zero if relative else value
+        stored_ss[i] = acc
+    return out, zero_value, stored_ss
 
 
 @njit(cache=True)
@@ -431,16 +442,13 @@ def metaneighbor(
                 "max_memory_gb if the machine has the memory."
             )
     if sp.issparse(X):
-        ydata, zero_value = _csr_doubled_ranks(X.data, X.indptr.astype(np.int64), n_genes)
+        # fast: Y = D + zero_value 1^T, with D holding the stored entries minus the row's zero value
+        ydata, zero_value, ss = _csr_doubled_ranks(X.data, X.indptr.astype(np.int64), n_genes, fast)
         n_stored = np.diff(X.indptr)
-        cell_of_value = np.repeat(np.arange(n_cells), n_stored)
-        # float64 also when nothing is stored (np.bincount of no values returns integers)
-        ss = np.bincount(cell_of_value, weights=ydata**2, minlength=n_cells).astype(np.float64)
         ss += (n_genes - n_stored) * zero_value**2
         _check_nonconstant(ss)
         if fast:
-            # Y = D + zero_value 1^T, with D holding the stored entries minus the row's zero value
-            D = sp.csr_matrix((ydata - np.repeat(zero_value, n_stored), X.indices, X.indptr), shape=X.shape)
+            D = sp.csr_matrix((ydata, X.indices, X.indptr), shape=X.shape)
         else:
             Y = np.repeat(zero_value[:, None], n_genes, axis=1)
             Y[np.repeat(np.arange(n_cells), n_stored), X.indices] = ydata
