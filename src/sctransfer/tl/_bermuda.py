@@ -204,9 +204,12 @@ def _scaled_pca(X: np.ndarray, *, n_comps: int, random_state: int) -> np.ndarray
     from sklearn.decomposition import PCA
     from threadpoolctl import threadpool_limits
 
-    X = np.asarray(X, dtype=np.float64)
-    sd = X.std(axis=0, ddof=1)
-    Z = np.clip((X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0), None, 10.0)
+    # one float64 copy, scaled and clipped in place (three whole-matrix temporaries before)
+    Z = np.array(X, dtype=np.float64)
+    sd = Z.std(axis=0, ddof=1)
+    Z -= Z.mean(axis=0)
+    Z /= np.where(sd > 0, sd, 1.0)
+    np.clip(Z, None, 10.0, out=Z)
     solver = "full" if Z.shape[1] <= 1000 else "randomized"
     # one BLAS thread: on a busy machine a spinning BLAS pool made these SVDs several times slower
     with threadpool_limits(limits=1, user_api="blas"):
