@@ -35,6 +35,20 @@ def test_metaneighbor_verb_matches_the_kernel(counts):
     assert_unchanged(counts, before)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_metaneighbor_ranks_counts_as_their_log_normalised_values(counts, fast):
+    """The verb ranks the values as given: log-normalising (increasing within a cell) changes no rank."""
+    from sctransfer.kernels._pca import log_normalize
+
+    logged = counts.copy()
+    logged.X = log_normalize(counts.X)
+    for adata in (counts, logged):
+        sct.tl.metaneighbor(adata, batch_key="batch", cluster_key="cell_type", fast=fast)
+    np.testing.assert_array_equal(
+        counts.uns["metaneighbor"]["similarity"], logged.uns["metaneighbor"]["similarity"]
+    )
+
+
 def test_bermuda_writes_documented_keys_only(counts, tmp_path):
     before = snapshot(counts)
     sct.tl.bermuda(counts, batch_key="batch", n_neighbors=10, max_epochs=5, **FAST)

@@ -89,19 +89,17 @@ def _dense_doubled_ranks(X):  # pragma: no cover - compiled
     return Y
 
 
-@njit(cache=True)
-def _csr_doubled_ranks(data, indptr, n_genes, relative):  # pragma: no cover - compiled
-    """Doubled centred ranks of CSR rows.
+@njit(cache=True, nogil=True)
+def _csr_doubled_ranks_rows(
+    data, indptr, n_genes, relative, r0, r1, out, zero_value, stored_ss
+):  # pragma: no cover - compiled
+    """Doubled centred ranks of CSR rows ``r0:r1``, written into ``out``, ``zero_value`` and ``stored_ss``.
 
-    Returns the stored entries' values (minus their row's zero value when ``relative``), each row's zero
-    value, and each row's sum of squares over its stored entries, so that no other array of the stored
-    entries' size is needed.
+    ``out`` gets the stored entries' values (minus their row's zero value when ``relative``),
+    ``zero_value`` each row's zero value, and ``stored_ss`` each row's sum of squares over its stored
+    entries, so that no other array of the stored entries' size is needed.
     """
-    n = indptr.size - 1
-    out = np.empty(data.size)
-    zero_value = np.empty(n)
-    stored_ss = np.zeros(n)
-    for i in range(n):
+    for i in range(r0, r1):
         a, b = indptr[i], indptr[i + 1]
         ranks = np.empty(b - a)
         zero_rank = _row_ranks(data[a:b], n_genes - (b - a), ranks)
@@ -113,7 +111,6 @@ def _csr_doubled_ranks(data, indptr, n_genes, relative):  # pragma: no cover - c
             acc += value * value
             out[a + t] = value - zero if relative else value
         stored_ss[i] = acc
-    return out, zero_value, stored_ss
 
 
 @njit(cache=True)
@@ -228,21 +225,19 @@ def _network_rank_votes(num, ss, cell_cluster, n_clusters):  # pragma: no cover 
     return votes
 
 
-@njit(cache=True)
-def _auroc_within_batch(scores, cell_batch, cell_cluster, cluster_batch, n_batches):  # pragma: no cover
-    """One-vs-rest AUROC of every score column for every cluster, within the cluster's own batch."""
+@njit(cache=True, nogil=True)
+def _auroc_columns(
+    scores, cell_batch, cell_cluster, cluster_batch, n_batches, sizes, c0, c1, out
+):  # pragma: no cover - compiled
+    """One-vs-rest AUROC of score columns ``c0:c1`` for every cluster, within the cluster's own batch."""
     n_clusters = scores.shape[1]
-    out = np.zeros((n_clusters, n_clusters))
-    sizes = np.zeros(n_clusters)
-    for j in range(cell_cluster.size):
-        sizes[cell_cluster[j]] += 1.0
     for s in range(n_batches):
         idx = np.nonzero(cell_batch == s)[0]
         ns = idx.size
         col = np.empty(ns)
         ranks = np.empty(ns)
         sums = np.empty(n_clusters)
-        for c in range(n_clusters):
+        for c in range(c0, c1):
             for t in range(ns):
                 col[t] = scores[idx[t], c]
             order = np.argsort(col)
@@ -254,6 +249,65 @@ def _auroc_within_batch(scores, cell_batch, cell_cluster, cluster_batch, n_batch
                 if cluster_batch[i] == s:
                     n_pos = sizes[i]
                     out[i, c] = (sums[i] / n_pos - (n_pos + 1.0) / 2.0) / (ns - n_pos)
+
+
+# --------------------------------------------------------------------------------------------------
+# threaded drivers: independent rows (ranks) or score columns (AUROCs) on sct.settings.n_jobs threads; every
+# piece is computed as on one thread, so the results do not depend on the thread count
+# --------------------------------------------------------------------------------------------------
+_RANK_ROWS = 16_384
+
+
+def _csr_doubled_ranks(X: sp.csr_matrix, relative: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_csr_doubled_ranks_rows` over all rows of ``X``, by row chunks on threads."""
+    from ._knn import _n_workers, _run_blocks
+
+    n, n_genes = X.shape
+    indptr = X.indptr.astype(np.int64)
+    out, zero_value, stored_ss = np.empty(X.data.size), np.empty(n), np.zeros(n)
+
+    def work(r0: int) -> None:
+        r1 = min(r0 + _RANK_ROWS, n)
+        _csr_doubled_ranks_rows(X.data, indptr, n_genes, relative, r0, r1, out, zero_value, stored_ss)
+
+    _run_blocks(work, range(0, n, _RANK_ROWS), _n_workers())
+    return out, zero_value, stored_ss
+
+
+def _sparse_product(D: sp.csr_matrix, M: np.ndarray) -> np.ndarray:
+    """``D @ M`` (float64) by row chunks on threads."""
+    from ._pca import _chunked, _row_slice
+
+    out = np.empty((D.shape[0], M.shape[1]))
+
+    def work(start: int, stop: int) -> None:
+        out[start:stop] = _row_slice(D, start, stop) @ M
+
+    _chunked(D.shape[0], work)
+    return out
+
+
+def _auroc_within_batch(
+    scores: np.ndarray,
+    cell_batch: np.ndarray,
+    cell_cluster: np.ndarray,
+    cluster_batch: np.ndarray,
+    n_batches: int,
+) -> np.ndarray:
+    """One-vs-rest AUROC of every score column for every cluster, within the cluster's own batch."""
+    from ._knn import _n_workers, _run_blocks
+
+    n_clusters = scores.shape[1]
+    out = np.zeros((n_clusters, n_clusters))
+    sizes = np.bincount(cell_cluster, minlength=n_clusters).astype(np.float64)
+    n_workers = _n_workers()
+    step = max(1, -(-n_clusters // (4 * n_workers)))
+
+    def work(c0: int) -> None:
+        c1 = min(c0 + step, n_clusters)
+        _auroc_columns(scores, cell_batch, cell_cluster, cluster_batch, n_batches, sizes, c0, c1, out)
+
+    _run_blocks(work, range(0, n_clusters, step), n_workers)
     return out
 
 
@@ -443,7 +497,7 @@ def metaneighbor(
             )
     if sp.issparse(X):
         # fast: Y = D + zero_value 1^T, with D holding the stored entries minus the row's zero value
-        ydata, zero_value, ss = _csr_doubled_ranks(X.data, X.indptr.astype(np.int64), n_genes, fast)
+        ydata, zero_value, ss = _csr_doubled_ranks(X, fast)
         n_stored = np.diff(X.indptr)
         ss += (n_genes - n_stored) * zero_value**2
         _check_nonconstant(ss)
@@ -465,7 +519,7 @@ def metaneighbor(
         H = sp.csr_matrix((np.tile(scale, 2), (groups, rows)), shape=(n_clusters + n_batches, n_cells))
         if sp.issparse(X):
             W = np.asarray((H @ D).todense()) + (H @ zero_value)[:, None]  # group sums of z (C+B, G)
-            Q = scale[:, None] * (np.asarray(D @ W.T) + zero_value[:, None] * W.sum(axis=1)[None, :])
+            Q = scale[:, None] * (_sparse_product(D, W.T) + zero_value[:, None] * W.sum(axis=1)[None, :])
         else:
             W = np.asarray(H @ Y)
             Q = scale[:, None] * (Y @ W.T)

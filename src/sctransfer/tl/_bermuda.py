@@ -24,12 +24,10 @@ from .._utils._validation import (
     check_writable,
     get_matrix,
     in_memory,
-    is_in_memory,
 )
 from ..kernels._knn import knn
 from ..kernels._metaneighbor import metaneighbor as _metaneighbor
 from ..models.bermuda._config import PRESETS, BERMUDAPreset
-from ..models.bermuda._preprocess import log_normalised
 
 #: separator between the batch and the cluster in the per-batch cluster labels
 CLUSTER_SEPARATOR = "|"
@@ -96,7 +94,10 @@ def metaneighbor(
         ``True`` (default): the low-memory version, linear in the number of cells. ``False``: the exact
         version (a cell x cell Spearman network, ranked as a whole), which needs about ``20 N^2`` bytes
         and refuses inputs above 8 GB with a message pointing to ``fast=True``.
-    {layer_lognorm}
+    layer
+        Layer with the values; ``None`` uses ``.X``. Counts or log-normalised expression: only the order of
+        each cell's values is used (Spearman correlations), and library-size normalisation and the log
+        keep that order, so both give the same result.
     key_added
         ``.uns`` key of the result.
     {copy}
@@ -132,13 +133,12 @@ def metaneighbor(
     if raw_clusters.isna().any():
         raise ValueError(f"adata.obs[{cluster_key!r}] has missing values; every cell needs a cluster.")
     nodes = _per_batch_clusters(batches, raw_clusters)
-    # a matrix just read from a backed or dask X is normalised in place: it is not held twice
-    Xn, _ = log_normalised(X, target_sum=1e4, copy=is_in_memory(source))
-    del X
+    # MetaNeighbor uses each cell's ranks of its genes only, and the log-normalisation is increasing within a
+    # cell: the values are ranked as they are (no normalised copy, the same ranks)
     node_codes = nodes.cat.codes.to_numpy().astype(np.int64)
     batch_codes = pd.Categorical(batches).codes.astype(np.int64)
     start = time.perf_counter()
-    sim = _metaneighbor(Xn, batch_codes, node_codes, fast=fast)
+    sim = _metaneighbor(X, batch_codes, node_codes, fast=fast)
     labels = [str(nodes.cat.categories[i]) for i in sim.index]
     node_batch = dict(zip(nodes.astype(str), batches, strict=True))
     params = {
