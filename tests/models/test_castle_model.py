@@ -493,3 +493,20 @@ def test_fit_and_predict_read_backed_data(pair, tmp_path):
     backed_target = ad.read_h5ad(tmp_path / "t.h5ad", backed="r")
     backed = fit(backed_source, backed_target).predict(backed_target)
     np.testing.assert_array_equal(backed, in_memory)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_joint_counts_give_every_one_vs_rest_nmi(sparse, monkeypatch):
+    """The one-pass counts of all classes give each class-vs-rest NMI exactly as binning for it alone."""
+    rng = np.random.default_rng(3)
+    values = rng.choice([0.0, 0.3, 1.5, 6.0], size=(300, 7)) * (rng.random((300, 7)) < 0.5)
+    labels = rng.integers(0, 4, 300)
+    X = sp.csr_matrix(values) if sparse else values
+    edges = F.edges_for_base(BREAKS_LOG2, 2)
+    monkeypatch.setattr(F, "_ROWS", 64)  # several chunks
+    joint = F.joint_counts(X, labels, edges, 4)
+    assert joint.sum() == 300 * 7 and np.all(joint == np.round(joint))
+    np.testing.assert_array_equal(F.nmi_from_joint(joint), F.nmi_per_column(values, labels, edges))
+    for k in range(4):
+        alone = F.nmi_per_column(values, (labels == k).astype(int), edges)
+        np.testing.assert_array_equal(F.nmi_from_joint(F.one_vs_rest_joint(joint, k)), alone)

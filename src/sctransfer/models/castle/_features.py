@@ -16,6 +16,9 @@ import scipy.sparse as sp
 
 ArrayLike = np.ndarray | sp.spmatrix | sp.sparray
 
+#: cells per chunk of the one-pass joint counts
+_ROWS = 32_768
+
 
 def edges_for_base(breaks: Sequence[float], log_base: float) -> np.ndarray:
     """Bin edges given on the ``log2(x + 1)`` scale, expressed in units of ``log_base(x + 1)``.
@@ -86,6 +89,75 @@ def _entropy(counts: np.ndarray, n: float) -> np.ndarray:
     return -terms.sum(axis=-1)
 
 
+def joint_counts(
+    X: ArrayLike, labels: np.ndarray, edges: np.ndarray, n_classes: int | None = None
+) -> np.ndarray:
+    """Cells per gene, bin and class: a ``genes x bins x classes`` float64 array of exact counts.
+
+    One pass over the stored values, by row chunks (sparse input stays sparse); bin 0 (zero expression) is
+    each gene's remainder. The counts of every one-vs-rest task follow from it (:func:`one_vs_rest_joint`),
+    so a fit with many classes bins the matrix once.
+
+    Parameters
+    ----------
+    X
+        Non-negative values, cells x genes (dense or sparse).
+    labels
+        Integer class codes ``0 .. K - 1`` per cell.
+    edges
+        Bin edges (see :func:`discretize`); zero must fall in bin 0.
+    n_classes
+        ``K`` (default: the largest code plus one).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.size
+    n_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
+    class_counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    n_bins = len(edges) - 1
+    n_genes = X.shape[1]
+    if sp.issparse(X):
+        Xc = sp.csr_matrix(X)
+        counts = np.zeros(n_genes * n_bins * n_classes, dtype=np.int64)
+        for start in range(0, n, _ROWS):
+            stop = min(start + _ROWS, n)
+            lo, hi = int(Xc.indptr[start]), int(Xc.indptr[stop])
+            bins = np.searchsorted(edges, Xc.data[lo:hi], side="left") - 1
+            counted = (bins >= 1) & (bins < n_bins)
+            rows = np.repeat(labels[start:stop], np.diff(Xc.indptr[start : stop + 1]))
+            flat = (Xc.indices[lo:hi][counted].astype(np.int64) * n_bins + bins[counted]) * n_classes
+            counts += np.bincount(flat + rows[counted], minlength=counts.size)
+        joint = counts.reshape(n_genes, n_bins, n_classes).astype(np.float64)
+    else:
+        onehot = np.zeros((n, n_classes))
+        onehot[np.arange(n), labels] = 1.0
+        bins = discretize(X, edges)
+        joint = np.zeros((n_genes, n_bins, n_classes), dtype=np.float64)
+        for b in range(1, n_bins):
+            joint[:, b, :] = (bins == b).astype(np.float64).T @ onehot
+    joint[:, 0, :] = class_counts[None, :] - joint[:, 1:, :].sum(axis=1)
+    return joint
+
+
+def one_vs_rest_joint(joint: np.ndarray, k: int) -> np.ndarray:
+    """The ``genes x bins x 2`` counts of class ``k`` (label 1) against the rest (label 0)."""
+    return np.stack([joint.sum(axis=2) - joint[:, :, k], joint[:, :, k]], axis=2)
+
+
+def nmi_from_joint(joint: np.ndarray) -> np.ndarray:
+    """Normalised mutual information per gene from its ``bins x classes`` counts (see :func:`nmi_per_column`)."""
+    class_counts = joint[0].sum(axis=0) if joint.shape[0] else np.zeros(joint.shape[2])
+    n = float(class_counts.sum())
+    bin_counts = joint.sum(axis=2)
+    h_bins = _entropy(bin_counts, n)
+    h_labels = float(_entropy(class_counts, n))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = bin_counts[:, :, None] * class_counts[None, None, :] / n
+        terms = np.where(joint > 0, joint / n * np.log(joint / expected), 0.0)
+    mutual = terms.sum(axis=(1, 2))
+    denom = h_bins + h_labels
+    return np.where(denom > 0, 2.0 * mutual / np.where(denom > 0, denom, 1.0), 0.0)
+
+
 def nmi_per_column(X: ArrayLike, labels: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Normalised mutual information between each column's bins and the labels.
 
@@ -106,36 +178,7 @@ def nmi_per_column(X: ArrayLike, labels: np.ndarray, edges: np.ndarray) -> np.nd
     -------
     NMI per column (float64).
     """
-    labels = np.asarray(labels)
-    n = labels.size
-    n_classes = int(labels.max()) + 1
-    onehot = sp.csr_matrix((np.ones(n, dtype=np.float64), (np.arange(n), labels)), shape=(n, n_classes))
-    class_counts = np.asarray(onehot.sum(axis=0)).ravel()
-    n_bins = len(edges) - 1
-    n_genes = X.shape[1]
-    # joint counts (genes x bins x classes); bin 0 (zero expression) is the remainder
-    joint = np.zeros((n_genes, n_bins, n_classes), dtype=np.float64)
-    if sp.issparse(X):
-        Xc = sp.csr_matrix(X)
-        data_bins = np.searchsorted(edges, Xc.data, side="left") - 1
-        for b in range(1, n_bins):
-            member = Xc.copy()
-            member.data = (data_bins == b).astype(np.float64)
-            joint[:, b, :] = (member.T @ onehot).toarray()
-    else:
-        bins = discretize(X, edges)
-        for b in range(1, n_bins):
-            joint[:, b, :] = (bins == b).astype(np.float64).T @ onehot.toarray()
-    joint[:, 0, :] = class_counts[None, :] - joint[:, 1:, :].sum(axis=1)
-    bin_counts = joint.sum(axis=2)
-    h_bins = _entropy(bin_counts, n)
-    h_labels = float(_entropy(class_counts, n))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        expected = bin_counts[:, :, None] * class_counts[None, None, :] / n
-        terms = np.where(joint > 0, joint / n * np.log(joint / expected), 0.0)
-    mutual = terms.sum(axis=(1, 2))
-    denom = h_bins + h_labels
-    return np.where(denom > 0, 2.0 * mutual / np.where(denom > 0, denom, 1.0), 0.0)
+    return nmi_from_joint(joint_counts(X, labels, edges))
 
 
 def union_top(by_mean: np.ndarray, by_nmi: np.ndarray, n_features: int) -> np.ndarray:

@@ -69,11 +69,24 @@ class _FitData:
     to_log2_t: float
     edges_s: np.ndarray  # bin edges in the source's units
     edges_t: np.ndarray
+    labels: np.ndarray  # class code of every row of S
+    n_classes: int
     n_real: int = -1  # leading rows of S that are source cells (the rest: pseudo-labelled target cells)
 
     def __post_init__(self) -> None:
         if self.n_real < 0:
             self.n_real = self.S.shape[0]
+
+    def nmi(self, one_vs_rest: bool) -> list[np.ndarray]:
+        """NMI of every gene's bins with each task's labels: one per class (one-vs-rest) or one in all.
+
+        The genes x bins x classes counts are taken in one pass over S; each one-vs-rest task's counts
+        follow from them, so the matrix is binned once per fit rather than once per class.
+        """
+        joint = F.joint_counts(self.S, self.labels, self.edges_s, self.n_classes)
+        if not one_vs_rest:
+            return [F.nmi_from_joint(joint)]
+        return [F.nmi_from_joint(F.one_vs_rest_joint(joint, k)) for k in range(self.n_classes)]
 
 
 def _import_xgboost() -> Any:
@@ -453,7 +466,7 @@ class CaSTLe:
                 rows = rows[rng.random(n_source) < s.train_fraction]
             tasks.append(("multiclass", codes, rows))
 
-        data = _FitData(S, T, genes, by_mean, to_log2_s, to_log2_t, edges_s, edges_t)
+        data = _FitData(S, T, genes, by_mean, to_log2_s, to_log2_t, edges_s, edges_t, codes, len(classes))
         classifiers, tables = self._fit_tasks(xgb, tasks, data, len(classes))
         # 5b. (optional) self-training: refit on the source plus confidently classified target cells
         n_pseudo: list[int] = []
@@ -475,8 +488,9 @@ class CaSTLe:
                     y_new = (pseudo == k).astype(np.int64) if s.mode == "one_vs_rest" else pseudo
                     aug_tasks.append((name, np.concatenate([y, y_new]), np.concatenate([rows, new_rows])))
                 aug = _FitData(
-                    S_aug, T, genes, by_mean, to_log2_s, to_log2_t, edges_s, edges_t, n_real=n_source
-                )
+                    S_aug, T, genes, by_mean, to_log2_s, to_log2_t, edges_s, edges_t,
+                    np.concatenate([codes, pseudo]), len(classes), n_real=n_source,
+                )  # fmt: skip
                 classifiers, tables = self._fit_tasks(xgb, aug_tasks, aug, len(classes))
 
         self._classifiers = classifiers
@@ -508,8 +522,9 @@ class CaSTLe:
     ) -> tuple[list[_Classifier], list[pd.DataFrame]]:
         classifiers: list[_Classifier] = []
         tables: list[pd.DataFrame] = []
-        for name, y, rows in tasks:
-            clf, table = self._fit_one(xgb, name, y, rows, data, n_classes=n_classes)
+        nmis = data.nmi(self.settings.mode == "one_vs_rest")
+        for (name, y, rows), nmi in zip(tasks, nmis, strict=True):
+            clf, table = self._fit_one(xgb, name, y, rows, data, nmi, n_classes=n_classes)
             classifiers.append(clf)
             tables.append(table)
         return classifiers, tables
@@ -537,13 +552,22 @@ class CaSTLe:
         return p[:, None] if self.settings.mode == "one_vs_rest" else np.column_stack([1.0 - p, p])
 
     def _fit_one(
-        self, xgb: Any, name: str, y: np.ndarray, rows: np.ndarray, data: _FitData, *, n_classes: int
+        self,
+        xgb: Any,
+        name: str,
+        y: np.ndarray,
+        rows: np.ndarray,
+        data: _FitData,
+        nmi: np.ndarray,
+        *,
+        n_classes: int,
     ) -> tuple[_Classifier, pd.DataFrame]:
-        """Select genes, bin, encode and train one classifier (labels ``y`` over the source cells)."""
+        """Select genes, bin, encode and train one classifier (labels ``y`` over the source cells).
+
+        ``nmi`` is the NMI between each gene's bins and ``y`` over all (known-label) source cells (2b).
+        """
         s = self.settings
         S, T, by_mean = data.S, data.T, data.by_mean
-        # 2b. NMI between binned genes and the labels, over all (known-label) source cells
-        nmi = F.nmi_per_column(S, y, data.edges_s)
         by_nmi = F.rank_descending(nmi)
         candidates = F.union_top(by_mean, by_nmi, s.n_features)
         # 3. correlation filter on the stacked values (log2 scale); pseudo-labelled target cells (rows
