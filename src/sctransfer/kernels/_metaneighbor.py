@@ -274,17 +274,41 @@ def _csr_doubled_ranks(X: sp.csr_matrix, relative: bool) -> tuple[np.ndarray, np
     return out, zero_value, stored_ss
 
 
-def _sparse_product(D: sp.csr_matrix, M: np.ndarray) -> np.ndarray:
-    """``D @ M`` (float64) by row chunks on threads."""
+def _fast_scores(
+    Y: sp.csr_matrix | np.ndarray,
+    zero_value: np.ndarray | None,
+    W: np.ndarray,
+    scale: np.ndarray,
+    n_group: np.ndarray,
+    n_clusters: int,
+    cluster_batch: np.ndarray,
+) -> np.ndarray:
+    """Every cell's vote share for every cluster, by row chunks on threads (cells x clusters, float64).
+
+    ``Y`` holds the doubled ranks (dense), or their differences from each row's ``zero_value`` (CSR);
+    ``W`` the cluster and batch sums of the normalised ranks. A chunk's products with the cluster and the
+    batch sums become its scores at once, so only the scores are held for all cells (the products were
+    several more cells x clusters arrays).
+    """
     from ._pca import _chunked, _row_slice
 
-    out = np.empty((D.shape[0], M.shape[1]))
+    scores = np.empty((Y.shape[0], n_clusters))
+    WT, w_sum = W.T, W.sum(axis=1)
 
     def work(start: int, stop: int) -> None:
-        out[start:stop] = _row_slice(D, start, stop) @ M
+        product = np.asarray(_row_slice(Y, start, stop) @ WT, dtype=np.float64)
+        if zero_value is not None:
+            product += zero_value[start:stop, None] * w_sum[None, :]
+        Q = scale[start:stop, None] * product
+        votes = Q[:, :n_clusters] + n_group[:n_clusters]
+        degree = Q[:, n_clusters:] + n_group[n_clusters:]
+        scores[start:stop] = votes / degree[:, cluster_batch]
 
-    _chunked(D.shape[0], work)
-    return out
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # the chunks run in parallel: one BLAS thread each
+        _chunked(Y.shape[0], work)
+    return scores
 
 
 def _auroc_within_batch(
@@ -519,14 +543,11 @@ def metaneighbor(
         H = sp.csr_matrix((np.tile(scale, 2), (groups, rows)), shape=(n_clusters + n_batches, n_cells))
         if sp.issparse(X):
             W = np.asarray((H @ D).todense()) + (H @ zero_value)[:, None]  # group sums of z (C+B, G)
-            Q = scale[:, None] * (_sparse_product(D, W.T) + zero_value[:, None] * W.sum(axis=1)[None, :])
         else:
             W = np.asarray(H @ Y)
-            Q = scale[:, None] * (Y @ W.T)
         n_group = np.bincount(groups, minlength=n_clusters + n_batches).astype(np.float64)
-        votes = Q[:, :n_clusters] + n_group[:n_clusters]
-        degree = Q[:, n_clusters:] + n_group[n_clusters:]
-        scores = votes / degree[:, cluster_batch]
+        scores = _fast_scores(D if sp.issparse(X) else Y, zero_value if sp.issparse(X) else None, W, scale,
+                              n_group, n_clusters, cluster_batch)  # fmt: skip
     else:
         num = Y @ Y.T
         del Y
