@@ -123,7 +123,8 @@ def test_orthonormal_is_orthonormal_in_place_and_spans_the_columns():
     from sctransfer.kernels._pca import _orthonormal
 
     rng = np.random.default_rng(0)
-    M = rng.standard_normal((500, 8)) @ np.diag([1e3, 1e2, 10, 1, 1e-1, 1e-2, 1e-2, 1e-2])  # condition 1e5: two Cholesky passes
+    # condition number 1e5: two Cholesky passes
+    M = rng.standard_normal((500, 8)) @ np.diag([1e3, 1e2, 10, 1, 1e-1, 1e-2, 1e-2, 1e-2])
     original = M.copy()
     Q = _orthonormal(M)
     assert Q is M
@@ -155,5 +156,5 @@ def test_joint_pca_is_the_same_on_one_thread_and_two_over_many_chunks(monkeypatc
         results.append(joint_pca(list(blocks), n_comps=5, random_state=3))
     for a, b in zip(results[0].embeddings, results[1].embeddings, strict=True):
         np.testing.assert_array_equal(a, b)
-    Z, s, _ = _dense_reference(blocks, 5)
+    _, s, _ = _dense_reference(blocks, 5)
     np.testing.assert_allclose(results[0].singular_values, s, rtol=1e-4)
