@@ -255,22 +255,18 @@ def _auroc_columns(
 # threaded drivers: independent rows (ranks) or score columns (AUROCs) on sct.settings.n_jobs threads; every
 # piece is computed as on one thread, so the results do not depend on the thread count
 # --------------------------------------------------------------------------------------------------
-_RANK_ROWS = 16_384
-
-
 def _csr_doubled_ranks(X: sp.csr_matrix, relative: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_csr_doubled_ranks_rows` over all rows of ``X``, by row chunks on threads."""
-    from ._knn import _n_workers, _run_blocks
+    from ._pca import _chunked
 
     n, n_genes = X.shape
     indptr = X.indptr.astype(np.int64)
     out, zero_value, stored_ss = np.empty(X.data.size), np.empty(n), np.zeros(n)
 
-    def work(r0: int) -> None:
-        r1 = min(r0 + _RANK_ROWS, n)
+    def work(r0: int, r1: int) -> None:
         _csr_doubled_ranks_rows(X.data, indptr, n_genes, relative, r0, r1, out, zero_value, stored_ss)
 
-    _run_blocks(work, range(0, n, _RANK_ROWS), _n_workers())
+    _chunked(n, work)
     return out, zero_value, stored_ss
 
 
