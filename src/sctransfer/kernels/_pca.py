@@ -224,12 +224,19 @@ def _one_blas_thread(func: Callable[P, R]) -> Callable[P, R]:
 
 @dataclass
 class JointPCA:
-    """Result of :func:`joint_pca`: one score matrix per dataset plus the shared loadings."""
+    """Result of :func:`joint_pca`: one score matrix per dataset plus the shared loadings.
+
+    ``means[d]`` and ``inv_stds[d]`` are the per-feature mean and inverse standard deviation that
+    standardised dataset ``d`` (0 for constant features): new cells of that dataset project as
+    ``((x - means[d]) * inv_stds[d]) @ components.T``.
+    """
 
     embeddings: list[np.ndarray]
     components: np.ndarray
     singular_values: np.ndarray
     explained_variance_ratio: np.ndarray
+    means: list[np.ndarray]
+    inv_stds: list[np.ndarray]
 
 
 @_one_blas_thread
@@ -314,6 +321,8 @@ def _joint_pca(blocks: list[ArrayLike], n_comps: int, width: int, n_iter: int, r
         components=Vt,
         singular_values=s,
         explained_variance_ratio=(s**2) / max(total_ss, 1e-12),
+        means=[p.mean for p in parts],
+        inv_stds=[p.inv_std for p in parts],
     )
 
 

@@ -1,0 +1,229 @@
+"""Harmony-style correction of an embedding, and the mapping of new cells.
+
+Soft clusters that favour batch diversity, then a linear correction per cluster (Korsunsky et al.,
+Nature Methods 2019). Every soft cluster's cells lose the batch effect they share:
+
+1. cells are L2-normalised (cosine geometry) and softly assigned to ``K`` centroids, with a penalty on
+   clusters whose batch mix departs from the global one (``theta``), by blocks of cells;
+2. every cluster fits a ridge regression of the embedding on the batch indicators, weighted by its
+   soft memberships, and removes the batch terms (the intercept stays);
+3. 1 and 2 repeat until the objective stops falling.
+
+The centroids and the per-cluster batch terms are kept (:class:`HarmonyFit`), so cells of the same batches
+seen later are corrected with the same terms (:func:`harmony_transform`): each new cell takes its soft
+memberships from the centroids (no diversity term, which needs the whole batch) and the matching mix of
+the correction terms.
+
+Everything is numpy on dense ``n_cells x n_dims`` embeddings (a few dozen dimensions); the costly products
+are ``n_cells x K x n_dims``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["HarmonyFit", "harmony", "harmony_transform"]
+
+
+@dataclass
+class HarmonyFit:
+    """The result of :func:`harmony`: the corrected embedding and what corrects new cells.
+
+    Attributes
+    ----------
+    corrected
+        ``n_cells x n_dims`` corrected embedding.
+    centroids
+        ``K x n_dims`` unit-length cluster centroids.
+    terms
+        ``K x n_batches x n_dims`` batch terms of every cluster (what a cell of batch ``b`` with full
+        membership in cluster ``k`` loses).
+    sigma
+        Softness of the cluster memberships.
+    n_iter
+        Rounds of clustering and correction run.
+    """
+
+    corrected: np.ndarray
+    centroids: np.ndarray
+    terms: np.ndarray
+    sigma: float
+    n_iter: int
+
+
+def _unit_rows(M: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(M, axis=1, keepdims=True)
+    return M / np.where(norms > 0, norms, 1.0)
+
+
+def _memberships(Zc: np.ndarray, centroids: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine distances ``2 (1 - z.y)`` and the soft memberships ``exp(-d / sigma)`` (rows sum to 1)."""
+    dist = 2.0 * (1.0 - Zc @ centroids.T)
+    logits = -dist / sigma
+    logits -= logits.max(axis=1, keepdims=True)
+    R = np.exp(logits)
+    R /= R.sum(axis=1, keepdims=True)
+    return dist, R
+
+
+def _batch_sums(M: np.ndarray, codes: np.ndarray, n_batches: int) -> np.ndarray:
+    """``n_batches x M.shape[1]``: the sums of the rows of ``M`` in every batch."""
+    out = np.zeros((n_batches, M.shape[1]))
+    for b in range(n_batches):
+        out[b] = M[codes == b].sum(axis=0)
+    return out
+
+
+def _kmeans_centroids(Zc: np.ndarray, k: int, random_state: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(random_state)
+    # k-means on at most 100,000 cells: the centroids only start the soft clustering
+    rows = rng.choice(Zc.shape[0], size=min(Zc.shape[0], 100_000), replace=False)
+    rows.sort()
+    fit = KMeans(n_clusters=k, n_init=1, max_iter=25, random_state=random_state).fit(Zc[rows])
+    return _unit_rows(fit.cluster_centers_)
+
+
+def harmony(
+    Z: np.ndarray,
+    batch_codes: np.ndarray,
+    *,
+    n_clusters: int | None = None,
+    theta: float = 2.0,
+    sigma: float = 0.1,
+    ridge: float | None = None,
+    ridge_share: float = 0.2,
+    max_iter: int = 10,
+    max_iter_cluster: int = 4,
+    block_fraction: float = 0.05,
+    tol: float = 1e-2,
+    tol_cluster: float = 1e-3,
+    random_state: int = 0,
+) -> HarmonyFit:
+    """Correct the embedding ``Z`` for the batches ``batch_codes`` (``0..B-1``).
+
+    Parameters
+    ----------
+    Z
+        ``n_cells x n_dims`` embedding (a PCA).
+    batch_codes
+        Batch of every cell, as integers ``0..B-1``.
+    n_clusters
+        Soft clusters; ``None``: ``min(100, n_cells / 30)``.
+    theta
+        Strength of the batch-diversity penalty (0: plain soft k-means).
+    sigma
+        Softness of the memberships.
+    ridge
+        Ridge penalty of the batch terms of the per-cluster regressions; ``None`` sets it per cluster and
+        batch to ``ridge_share`` times the cluster's expected cells of the batch, so small clusters are
+        corrected less.
+    ridge_share
+        See ``ridge``.
+    max_iter, max_iter_cluster
+        Rounds of clustering and correction, and clustering iterations per round.
+    block_fraction
+        Share of the cells whose memberships are updated together.
+    tol, tol_cluster
+        Relative decrease of the objective under which the rounds, and a round's clustering, stop.
+    random_state
+        Seed of the initial centroids and of the block order.
+
+    Returns
+    -------
+    :class:`HarmonyFit`.
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    codes = np.asarray(batch_codes, dtype=np.int64)
+    n, _ = Z.shape
+    n_batches = int(codes.max()) + 1
+    k = int(min(100, max(2, round(n / 30)))) if n_clusters is None else int(n_clusters)
+    k = max(1, min(k, n))
+    rng = np.random.default_rng(random_state)
+    share = np.bincount(codes, minlength=n_batches) / n  # the global batch mix
+
+    Zc = _unit_rows(Z)
+    centroids = _kmeans_centroids(Zc, k, random_state)
+    dist, R = _memberships(Zc, centroids, sigma)
+    # expected and observed cells of every batch in every cluster
+    E = np.outer(R.sum(axis=0), share)
+    Obs = _batch_sums(R, codes, n_batches).T
+
+    def objective() -> float:
+        entropy = float(np.sum(R * np.log(np.maximum(R, 1e-300))))
+        diversity = float(np.sum(R * (theta * np.log((Obs + 1.0) / (E + 1.0)))[:, codes].T))
+        return float(np.sum(R * dist)) + sigma * entropy + sigma * diversity
+
+    block = max(1, int(np.ceil(n * block_fraction)))
+    corrected = Z.copy()
+    terms = np.zeros((k, n_batches, Z.shape[1]))
+    previous = objective()
+    rounds = 0
+    while rounds < max_iter:
+        rounds += 1
+        # ---- clustering: centroids, then memberships block by block with the diversity penalty
+        last = previous
+        for _ in range(max_iter_cluster):
+            centroids = _unit_rows(R.T @ Zc)
+            dist = 2.0 * (1.0 - Zc @ centroids.T)
+            order = rng.permutation(n)
+            for start in range(0, n, block):
+                rows = order[start : start + block]
+                c = codes[rows]
+                E -= np.outer(R[rows].sum(axis=0), share)
+                Obs -= _batch_sums(R[rows], c, n_batches).T
+                logits = -dist[rows] / sigma
+                logits += theta * np.log((E + 1.0) / (Obs + 1.0))[:, c].T
+                logits -= logits.max(axis=1, keepdims=True)
+                Rb = np.exp(logits)
+                Rb /= Rb.sum(axis=1, keepdims=True)
+                R[rows] = Rb
+                E += np.outer(Rb.sum(axis=0), share)
+                Obs += _batch_sums(Rb, c, n_batches).T
+            current = objective()
+            converged = abs(last - current) < tol_cluster * abs(last)
+            last = current
+            if converged:
+                break
+        # ---- correction: per cluster, a ridge regression on the batch indicators (intercept unpenalised)
+        corrected = Z.copy()
+        masks = [codes == b for b in range(n_batches)]
+        for j in range(k):
+            w = R[:, j]
+            counts = np.bincount(codes, weights=w, minlength=n_batches)
+            gram = np.zeros((n_batches + 1, n_batches + 1))
+            gram[0, 0] = counts.sum()
+            gram[0, 1:] = gram[1:, 0] = counts
+            gram[1:, 1:] = np.diag(counts)
+            gram[1:, 1:] += np.diag(ridge_share * E[j] if ridge is None else np.full(n_batches, ridge))
+            sums = np.stack([w[m] @ Z[m] for m in masks])
+            rhs = np.vstack([sums.sum(axis=0), sums])
+            beta = np.linalg.lstsq(gram, rhs, rcond=None)[0]  # a ridge of 0 leaves the design singular
+            terms[j] = beta[1:]
+            corrected -= w[:, None] * beta[1:][codes]
+        Zc = _unit_rows(corrected)
+        dist = 2.0 * (1.0 - Zc @ centroids.T)
+        current = objective()
+        done = abs(previous - current) < tol * abs(previous)
+        previous = current
+        if done:
+            break
+    return HarmonyFit(
+        corrected=corrected, centroids=centroids, terms=terms, sigma=float(sigma), n_iter=rounds
+    )
+
+
+def harmony_transform(
+    Z: np.ndarray, batch_codes: np.ndarray, centroids: np.ndarray, terms: np.ndarray, sigma: float
+) -> np.ndarray:
+    """Correct new cells of the fitted batches with a fit's centroids and batch terms."""
+    Z = np.asarray(Z, dtype=np.float64)
+    codes = np.asarray(batch_codes, dtype=np.int64)
+    _, R = _memberships(_unit_rows(Z), centroids, sigma)
+    out = Z.copy()
+    for j in range(centroids.shape[0]):
+        out -= R[:, j : j + 1] * terms[j][codes]
+    return out
