@@ -42,9 +42,8 @@ def test_presets_follow_the_reference_and_the_fixes():
     assert faithful.max_epochs == 2000 and faithful.batch_size == 50
     assert faithful.reset_optimizer_each_epoch and faithful.lr_halving_epochs == 200
     assert faithful.weight_decay == 5e-5 and faithful.lr == 1e-3 and faithful.sampler == "oversample"
-    assert (
-        not default.reset_optimizer_each_epoch and default.early_stopping and default.sampler == "replacement"
-    )
+    assert not default.reset_optimizer_each_epoch and default.sampler == "replacement"
+    assert faithful.representation == "genes" and default.representation == "harmony"
     # the preprocessing is part of the preset
     assert (faithful.target_sum, faithful.gene_selection) == (1e6, "seurat_v2")
     assert (default.target_sum, default.gene_selection, default.n_top_genes, default.min_cells) == (
@@ -230,7 +229,9 @@ def test_faithful_preprocessing_is_seurat_v2_genes_on_counts_per_million():
 
 
 def test_early_stopping_stops_on_a_plateau(adata):
-    model = sct.models.BERMUDA(adata, similarity_threshold=0.8, ramp_epochs=2, patience=1, lr=1e-7)
+    model = sct.models.BERMUDA(
+        adata, similarity_threshold=0.8, early_stopping=True, ramp_epochs=2, patience=1, lr=1e-7
+    )
     model.train(max_epochs=50, **QUIET)
     assert model.epochs_trained_ < 50
 
@@ -279,10 +280,25 @@ def test_bad_layouts_are_refused():
 
 
 def test_nonfinite_loss_stops_training_with_a_warning(adata):
-    model = sct.models.BERMUDA(adata, similarity_threshold=0.8)
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8, representation="genes")
     with torch.no_grad():
         model.module.encoder[0].weight.fill_(float("nan"))
     # training re-initialises the weights: poison the scaling instead
     model.module.feature_scale.fill_(float("inf"))
     with pytest.warns(RuntimeWarning, match="NaN or infinite"):
         model.train(max_epochs=5, **QUIET)
+
+
+def test_harmony_representation_starts_at_the_corrected_pca_and_maps_new_cells(adata):
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8)
+    assert model.config.representation == "harmony"
+    # the residual network starts at the identity: before training, the code is the corrected PCA
+    x = torch.as_tensor(model._inputs[:5])
+    np.testing.assert_array_equal(model.module.inference(x)["z"].detach().numpy(), model._inputs[:5])
+    model.train(max_epochs=3, **QUIET)
+    z = model.get_latent_representation()
+    # new cells of the same batches are standardised, projected and corrected with the fitted statistics;
+    # the training cells mapped that way land where training put them, up to the batch-diversity term
+    mapped = model.get_latent_representation(adata.copy())
+    assert mapped.shape == z.shape
+    assert np.abs(mapped - z).mean() < 0.1 * np.abs(z).mean()

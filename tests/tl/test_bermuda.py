@@ -5,6 +5,7 @@ import scipy.sparse as sp
 
 import sctransfer as sct
 from sctransfer.kernels import metaneighbor as kernel_metaneighbor
+from sctransfer.models.bermuda import PRESETS
 from tests.conftest import assert_unchanged, snapshot
 
 FAST = {"enable_progress_bar": False, "enable_model_summary": False}
@@ -62,7 +63,7 @@ def test_bermuda_writes_documented_keys_only(counts, tmp_path):
     assert all(len(p) == 2 for p in info["cluster_pairs"])
     counts.write_h5ad(tmp_path / "out.h5ad")  # params are plain types
     back = ad.read_h5ad(tmp_path / "out.h5ad")
-    assert back.uns["bermuda"]["params"]["config"]["batch_size"] == 50
+    assert back.uns["bermuda"]["params"]["config"]["batch_size"] == PRESETS["default"].batch_size
     del counts.obsm["X_bermuda"], counts.obs["bermuda_cluster"], counts.uns["bermuda"]
     assert_unchanged(counts, before)
 

@@ -54,6 +54,17 @@ class BERMUDAConfig(PresetConfig):
         Stop when the loss has plateaued after the ramp.
     patience
         Epochs without a 0.1 % improvement before stopping.
+    representation
+        What the network aligns. ``"genes"`` (BERMUDA): an autoencoder on min-max scaled genes (per batch
+        and gene), whose code is the aligned representation. ``"harmony"``: a joint PCA of the genes
+        standardised within every batch (``n_latent`` components), corrected by a Harmony-style
+        regression on soft clusters (:mod:`sctransfer.kernels._harmony`), then moved by a residual
+        network ``z + g(z)`` that starts at the identity and is trained with the same matched-cluster MMD,
+        against a penalty ``proximity |g(z)|^2``. ``n_hidden`` is ``g``'s width (``None``: 64).
+    proximity
+        Weight of the penalty that keeps the residual network near the identity (``"harmony"`` only).
+    harmony_clusters
+        Soft clusters of the correction (``"harmony"`` only); ``None``: ``min(100, n_cells / 30)``.
     """
 
     target_sum: float = 1e6
@@ -74,24 +85,29 @@ class BERMUDAConfig(PresetConfig):
     sampler: str = "oversample"
     early_stopping: bool = False
     patience: int = 20
+    representation: str = "genes"
+    proximity: float = 1.0
+    harmony_clusters: int | None = None
 
 
 #: BERMUDA's presets. ``"faithful"``: BERMUDA as published (counts per million, Seurat v2 variable genes,
 #: 2000 epochs, Adam re-created every epoch, learning rate halved every 200 epochs). ``"default"``: 10,000
-#: counts per cell and each batch's top 500 variable genes, one Adam optimiser, fixed-length epochs (10
-#: steps), a ramp over 50 of them and a stop on the loss plateau
+#: counts per cell and each batch's top 500 variable genes; the Harmony-corrected PCA of the genes
+#: standardised per batch, moved by a residual network with the matched clusters' MMD (100 steps of 32
+#: cells per cluster, one Adam optimiser, the full transfer weight from the start)
 PRESETS: dict[str, BERMUDAConfig] = {
     "default": BERMUDAConfig(
         target_sum=1e4,
         gene_selection="top",
-        max_epochs=250,
+        representation="harmony",
+        batch_size=32,
+        max_epochs=10,
         steps_per_epoch=10,
-        ramp_epochs=50,
+        ramp_epochs=1,
+        weight_decay=0.0,
         reset_optimizer_each_epoch=False,
         lr_halving_epochs=None,
         sampler="replacement",
-        early_stopping=True,
-        patience=50,
     ),
     "faithful": BERMUDAConfig(),
 }

@@ -22,12 +22,14 @@ from ...kernels._metaneighbor import metaneighbor, select_cluster_pairs
 from .._base import NeuralModel
 from ._config import PRESETS, BERMUDAPreset
 from ._data import SAMPLERS, ClusterBalancedDataModule, epoch_steps
-from ._module import BATCH_CODE_KEY, CLUSTER_CODE_KEY, BERMUDAModule
+from ._module import BATCH_CODE_KEY, CLUSTER_CODE_KEY, BERMUDAModule, BERMUDAResidualModule
 from ._plan import BERMUDATrainingPlan, PlateauStopping
 from ._preprocess import check_preprocessing, log_normalised, preprocess
 
 #: cells above which ``metaneighbor="auto"`` uses the low-memory version
 EXACT_METANEIGHBOR_MAX_CELLS = 10_000
+#: the ``representation`` choices of :class:`~sctransfer.models.bermuda.BERMUDAConfig`
+REPRESENTATIONS = ("genes", "harmony")
 
 
 class BERMUDA(NeuralModel):
@@ -66,6 +68,9 @@ class BERMUDA(NeuralModel):
     genes
         Names of the genes to use (``var_names`` of ``adata``, which must then be unique); ``None``
         selects them as the preset says.
+    random_state
+        Seed of the PCA and the correction of ``representation="harmony"`` (the training has its own, in
+        :meth:`train`).
     faithful
         Deprecated: ``True`` means ``preset="faithful"``.
     **config
@@ -93,12 +98,15 @@ class BERMUDA(NeuralModel):
         allow_no_pairs: bool = False,
         preset: BERMUDAPreset = "default",
         genes: Sequence[str] | None = None,
+        random_state: int = 0,
         faithful: bool | None = None,
         **config: Any,
     ) -> None:
         super().__init__(adata)
+        self._seed = check_int(random_state, "random_state", 0)
         cfg = self._set_config(preset, config, faithful=faithful)
         check_choice(cfg.sampler, "sampler", SAMPLERS)
+        check_choice(cfg.representation, "representation", REPRESENTATIONS)
         check_choice(metaneighbor, "metaneighbor", ("auto", "exact", "fast"))
         self.batches_ = [str(b) for b in self._mapping(BATCH_CODE_KEY)]
         self.clusters_ = [str(c) for c in self._mapping(CLUSTER_CODE_KEY)]
@@ -128,13 +136,18 @@ class BERMUDA(NeuralModel):
         logger.info("BERMUDA: %d clusters in %d batches, %d matched pairs", len(self.clusters_),
                     len(self.batches_), len(pairs))  # fmt: skip
 
-        self.module = BERMUDAModule(
-            n_input=len(self.genes_),
-            n_batches=len(self.batches_),
-            n_latent=cfg.n_latent,
-            n_hidden=cfg.n_hidden,
-        )
-        self._set_scaling()
+        if cfg.representation == "harmony":
+            self._fit_harmony()
+            # a loaded model builds buffers of the same size
+            config = {**config, "harmony_clusters": int(self.module.centroids.shape[0])}
+        else:
+            self.module = BERMUDAModule(
+                n_input=len(self.genes_),
+                n_batches=len(self.batches_),
+                n_latent=cfg.n_latent,
+                n_hidden=cfg.n_hidden,
+            )
+            self._set_scaling()
         self._model_summary_string = (
             f"BERMUDA ({self.preset_} preset): {len(self.genes_)} genes, {len(self.batches_)} batches, "
             f"{len(self.clusters_)} clusters, {len(pairs)} matched pairs"
@@ -297,6 +310,66 @@ class BERMUDA(NeuralModel):
             self.module.feature_min[b] = torch.as_tensor(lo, dtype=torch.float32)
             self.module.feature_scale[b] = torch.as_tensor(inv, dtype=torch.float32)
 
+    def _fit_harmony(self) -> None:
+        """``representation="harmony"``: the corrected PCA that the residual network starts from.
+
+        A joint PCA of the genes standardised within every batch, corrected with
+        :func:`~sctransfer.kernels._harmony.harmony`; the statistics that map new cells go to the
+        module's buffers, the scaled inputs to ``self._inputs``.
+        """
+        from ...kernels._harmony import harmony
+        from ...kernels._pca import joint_pca
+
+        cfg = self.config
+        X, batches = self._X(), self._batch_codes()
+        rows = [np.flatnonzero(batches == b) for b in range(len(self.batches_))]
+        pca = joint_pca([X[r] for r in rows], n_comps=cfg.n_latent, random_state=self._seed)
+        n_comps = pca.components.shape[0]
+        if n_comps < cfg.n_latent:
+            logger.info("BERMUDA: the data allow %d principal components; the code has %d dimensions, not %d",
+                        n_comps, n_comps, cfg.n_latent)  # fmt: skip
+        scores = np.empty((X.shape[0], n_comps))
+        for r, embedding in zip(rows, pca.embeddings, strict=True):
+            scores[r] = embedding
+        fit = harmony(scores, batches, n_clusters=cfg.harmony_clusters, random_state=self._seed)
+        scale = float(fit.corrected.std()) or 1.0
+        logger.info("BERMUDA: Harmony-style correction of %d PCs, %d soft clusters, %d rounds", n_comps,
+                    fit.centroids.shape[0], fit.n_iter)  # fmt: skip
+        self.module = BERMUDAResidualModule(
+            n_input=len(self.genes_), n_batches=len(self.batches_), n_latent=n_comps,
+            n_clusters=fit.centroids.shape[0], n_hidden=64 if cfg.n_hidden is None else cfg.n_hidden,
+        )  # fmt: skip
+        buffers = {
+            "gene_mean": np.stack(pca.means),
+            "gene_inv_std": np.stack(pca.inv_stds),
+            "loadings": pca.components,
+            "centroids": fit.centroids,
+            "terms": fit.terms,
+            "sigma": np.float64(fit.sigma),
+            "input_scale": np.float64(scale),
+        }
+        for name, value in buffers.items():
+            getattr(self.module, name).copy_(torch.as_tensor(value, dtype=torch.float64))
+        self._inputs = (fit.corrected / scale).astype(np.float32)
+
+    def _harmony_inputs(self, X, batches: np.ndarray) -> np.ndarray:
+        """New cells' network inputs: standardised, projected and corrected with the fitted statistics."""
+        from ...kernels._harmony import harmony_transform
+
+        m = self.module
+        mean, inv_std = m.gene_mean.cpu().numpy(), m.gene_inv_std.cpu().numpy()
+        loadings = m.loadings.cpu().numpy()
+        scores = np.empty((X.shape[0], loadings.shape[0]))
+        for b in np.unique(batches):
+            r = np.flatnonzero(batches == b)
+            block = X[r]
+            block = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+            scores[r] = ((block - mean[b]) * inv_std[b]) @ loadings.T
+        corrected = harmony_transform(
+            scores, batches, m.centroids.cpu().numpy(), m.terms.cpu().numpy(), float(m.sigma)
+        )
+        return (corrected / float(m.input_scale)).astype(np.float32)
+
     def _pair_codes(self) -> torch.Tensor:
         index = {c: i for i, c in enumerate(self.clusters_)}
         codes = [[index[a], index[b]] for a, b in self.cluster_pairs_]
@@ -353,14 +426,16 @@ class BERMUDA(NeuralModel):
         ramp = epochs if cfg.ramp_epochs is None else min(cfg.ramp_epochs, epochs)
         torch.manual_seed(random_state)
         self.module.reset_parameters()
+        harmony = cfg.representation == "harmony"
         dm = ClusterBalancedDataModule(
-            self._X(), batch_codes, cluster_codes, batch_size=batch, steps_per_epoch=steps,
+            self._inputs if harmony else self._X(), batch_codes, cluster_codes, batch_size=batch, steps_per_epoch=steps,
             sampler=cfg.sampler, seed=random_state,
         )  # fmt: skip
         plan = BERMUDATrainingPlan(
             self.module, n_clusters=len(self.clusters_), pairs=self._pair_codes(), lr=cfg.lr,
             weight_decay=cfg.weight_decay, gamma=cfg.gamma, ramp_epochs=ramp,
             reset_optimizer_each_epoch=cfg.reset_optimizer_each_epoch, lr_halving_epochs=cfg.lr_halving_epochs,
+            proximity=cfg.proximity if harmony else None,
         )  # fmt: skip
         callbacks = list(trainer_kwargs.pop("callbacks", []) or [])
         stopper = None
@@ -404,6 +479,7 @@ class BERMUDA(NeuralModel):
             Cells encoded at a time.
         """
         self._check_if_trained(warn=False)
+        harmony = self.config.representation == "harmony"
         if adata is not None:
             adata = self._validate_anndata(adata)
             manager = self.get_anndata_manager(adata, required=True)
@@ -412,14 +488,21 @@ class BERMUDA(NeuralModel):
             )
             X = X[:, self._positions]
             batches = np.asarray(manager.get_from_registry(BATCH_CODE_KEY)).ravel().astype(np.int64)
+            if harmony:
+                X = self._harmony_inputs(X, batches)
         else:
-            X, batches = self._X(), self._batch_codes()
+            X, batches = (self._inputs if harmony else self._X()), self._batch_codes()
         device = next(self.module.parameters()).device
         out = np.empty((X.shape[0], self.module.n_latent), dtype=np.float32)
         for start in range(0, X.shape[0], batch_size):
             block = X[start : start + batch_size]
             block = block.toarray() if sp.issparse(block) else np.asarray(block)
             x = torch.as_tensor(block, dtype=torch.float32, device=device)
-            b = torch.as_tensor(batches[start : start + batch_size], device=device)
-            out[start : start + block.shape[0]] = self.module.inference(x, b)["z"].cpu().numpy()
+            if harmony:  # back to the scale of the corrected PCA
+                z = self.module.inference(x)["z"] * float(self.module.input_scale)
+            else:
+                z = self.module.inference(
+                    x, torch.as_tensor(batches[start : start + batch_size], device=device)
+                )["z"]
+            out[start : start + block.shape[0]] = z.cpu().numpy()
         return out

@@ -121,3 +121,100 @@ class BERMUDAModule(BaseModuleClass):
                 "transfer_weight": torch.tensor(transfer_weight),
             },
         )
+
+
+class BERMUDAResidualModule(BaseModuleClass):
+    """The ``representation="harmony"`` network: a residual map ``z = x + g(x)`` of a corrected PCA.
+
+    ``x`` is a joint PCA of the per-batch standardised genes after a Harmony-style correction, divided by
+    its overall standard deviation; ``g`` (``d - h - d``, ReLU) starts at zero, so training starts from
+    the corrected PCA and moves it only as far as the matched clusters' MMD asks, against a penalty on
+    ``|g(x)|^2`` (``proximity``). The buffers hold what maps new cells of the same batches: the
+    per-batch gene means and inverse standard deviations, the loadings, the correction's centroids and
+    per-cluster batch terms, and the input scale.
+
+    Parameters
+    ----------
+    n_input
+        Number of genes.
+    n_batches
+        Number of batches.
+    n_latent
+        Principal components (the code dimension).
+    n_clusters
+        Soft clusters of the correction.
+    n_hidden
+        Hidden width of ``g``.
+    """
+
+    def __init__(
+        self, n_input: int, n_batches: int, *, n_latent: int = 20, n_clusters: int = 2, n_hidden: int = 64
+    ) -> None:
+        super().__init__()
+        self.n_input, self.n_latent, self.n_hidden = n_input, n_latent, n_hidden
+        self.shift = nn.Sequential(nn.Linear(n_latent, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_latent))
+        self.register_buffer("gene_mean", torch.zeros(n_batches, n_input, dtype=torch.float64))
+        self.register_buffer("gene_inv_std", torch.ones(n_batches, n_input, dtype=torch.float64))
+        self.register_buffer("loadings", torch.zeros(n_latent, n_input, dtype=torch.float64))
+        self.register_buffer("centroids", torch.zeros(n_clusters, n_latent, dtype=torch.float64))
+        self.register_buffer("terms", torch.zeros(n_clusters, n_batches, n_latent, dtype=torch.float64))
+        self.register_buffer("sigma", torch.tensor(0.1, dtype=torch.float64))
+        self.register_buffer("input_scale", torch.tensor(1.0, dtype=torch.float64))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights, and a zero last layer: ``g`` starts at 0 (the identity map)."""
+        _init_linear(self.shift[0])
+        nn.init.zeros_(self.shift[2].weight)
+        nn.init.zeros_(self.shift[2].bias)
+
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"x": tensors[REGISTRY_KEYS.X_KEY]}
+
+    def _get_generative_input(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        return {"z": inference_outputs["z"]}
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Map the scaled, corrected PCA ``x`` to the code ``x + g(x)``."""
+        shift = self.shift(x)
+        return {"z": x + shift, "shift": shift}
+
+    @auto_move_data
+    def generative(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Nothing is decoded: the proximity penalty takes the reconstruction's place."""
+        return {}
+
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        generative_outputs: dict[str, torch.Tensor],
+        *,
+        n_clusters: int,
+        pairs: torch.Tensor,
+        transfer_weight: float,
+        proximity: float = 1.0,
+    ) -> LossOutput:
+        """``proximity`` times the mean ``|g(x)|^2`` plus ``transfer_weight`` times the summed pair MMD.
+
+        The minibatch is laid out cluster by cluster as for :class:`BERMUDAModule`.
+        """
+        z = inference_outputs["z"]
+        penalty = inference_outputs["shift"].pow(2).sum(dim=1).mean()
+        if pairs.numel():
+            codes = z.view(n_clusters, z.shape[0] // n_clusters, -1)
+            transfer = mmd2(codes[pairs[:, 0]], codes[pairs[:, 1]], BERMUDA_BANDWIDTHS, reduce="sum").sum()
+        else:
+            transfer = z.new_zeros(())
+        return LossOutput(
+            loss=proximity * penalty + transfer_weight * transfer,
+            reconstruction_loss=penalty,
+            n_obs_minibatch=z.shape[0],
+            extra_metrics={
+                "transfer_loss": transfer.detach(),
+                "transfer_weight": torch.tensor(transfer_weight),
+            },
+        )

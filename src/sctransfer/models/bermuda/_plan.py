@@ -39,6 +39,9 @@ class BERMUDATrainingPlan(pl.LightningModule):
         optimiser every epoch.
     lr_halving_epochs
         Halve the learning rate every this many epochs (``None``: constant).
+    proximity
+        Weight of the residual network's penalty (:class:`~._module.BERMUDAResidualModule`); ``None``
+        for the autoencoder.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class BERMUDATrainingPlan(pl.LightningModule):
         ramp_epochs: int,
         reset_optimizer_each_epoch: bool,
         lr_halving_epochs: int | None,
+        proximity: float | None = None,
     ) -> None:
         super().__init__()
         self.module = module
@@ -64,6 +68,8 @@ class BERMUDATrainingPlan(pl.LightningModule):
         self.ramp_epochs = max(1, int(ramp_epochs))
         self.reset_optimizer_each_epoch = reset_optimizer_each_epoch
         self.lr_halving_epochs = lr_halving_epochs
+        # the residual network's penalty weight (the autoencoder's loss has none)
+        self.extra_loss_kwargs = {} if proximity is None else {"proximity": float(proximity)}
         self.n_obs_training = None
         self.nonfinite_epoch: int | None = None
 
@@ -85,6 +91,7 @@ class BERMUDATrainingPlan(pl.LightningModule):
                 "n_clusters": self.n_clusters,
                 "pairs": self.pairs,
                 "transfer_weight": self.current_transfer_weight,
+                **self.extra_loss_kwargs,
             },
         )
         if not torch.isfinite(out.loss):
