@@ -76,6 +76,14 @@ def _batch_sums(M: np.ndarray, codes: np.ndarray, n_batches: int) -> np.ndarray:
     return out
 
 
+def _corrected(Z: np.ndarray, R: np.ndarray, masks: list[np.ndarray], terms: np.ndarray) -> np.ndarray:
+    """``Z`` less every cell's mix of its batch's terms: ``z - sum_k R[., k] terms[k, b]``."""
+    out = Z.copy()
+    for b, m in enumerate(masks):
+        out[m] -= R[m] @ terms[:, b, :]
+    return out
+
+
 def _kmeans_centroids(Zc: np.ndarray, k: int, random_state: int) -> np.ndarray:
     from sklearn.cluster import KMeans
 
@@ -158,6 +166,8 @@ def harmony(
         return float(np.sum(R * dist)) + sigma * entropy + sigma * diversity
 
     block = max(1, int(np.ceil(n * block_fraction)))
+    masks = [codes == b for b in range(n_batches)]
+    by_batch = [Z[m] for m in masks]
     corrected = Z.copy()
     terms = np.zeros((k, n_batches, Z.shape[1]))
     previous = objective()
@@ -188,22 +198,19 @@ def harmony(
             last = current
             if converged:
                 break
-        # ---- correction: per cluster, a ridge regression on the batch indicators (intercept unpenalised)
-        corrected = Z.copy()
-        masks = [codes == b for b in range(n_batches)]
+        # ---- correction: per cluster, a ridge regression on the batch indicators (intercept unpenalised);
+        # the weighted counts and sums of every cluster and batch come from one product per batch
+        counts = np.stack([R[m].sum(axis=0) for m in masks], axis=1)  # K x B
+        sums = np.stack([R[m].T @ Zb for m, Zb in zip(masks, by_batch, strict=True)], axis=1)  # K x B x d
         for j in range(k):
-            w = R[:, j]
-            counts = np.bincount(codes, weights=w, minlength=n_batches)
             gram = np.zeros((n_batches + 1, n_batches + 1))
-            gram[0, 0] = counts.sum()
-            gram[0, 1:] = gram[1:, 0] = counts
-            gram[1:, 1:] = np.diag(counts)
-            gram[1:, 1:] += np.diag(ridge_share * E[j] if ridge is None else np.full(n_batches, ridge))
-            sums = np.stack([w[m] @ Z[m] for m in masks])
-            rhs = np.vstack([sums.sum(axis=0), sums])
+            gram[0, 0] = counts[j].sum()
+            gram[0, 1:] = gram[1:, 0] = counts[j]
+            gram[1:, 1:] = np.diag(counts[j] + (ridge_share * E[j] if ridge is None else ridge))
+            rhs = np.vstack([sums[j].sum(axis=0), sums[j]])
             beta = np.linalg.lstsq(gram, rhs, rcond=None)[0]  # a ridge of 0 leaves the design singular
             terms[j] = beta[1:]
-            corrected -= w[:, None] * beta[1:][codes]
+        corrected = _corrected(Z, R, masks, terms)
         Zc = _unit_rows(corrected)
         dist = 2.0 * (1.0 - Zc @ centroids.T)
         current = objective()
@@ -223,7 +230,4 @@ def harmony_transform(
     Z = np.asarray(Z, dtype=np.float64)
     codes = np.asarray(batch_codes, dtype=np.int64)
     _, R = _memberships(_unit_rows(Z), centroids, sigma)
-    out = Z.copy()
-    for j in range(centroids.shape[0]):
-        out -= R[:, j : j + 1] * terms[j][codes]
-    return out
+    return _corrected(Z, R, [codes == b for b in range(terms.shape[1])], terms)
