@@ -28,6 +28,8 @@ from ._preprocess import check_preprocessing, log_normalised, preprocess
 
 #: cells above which ``metaneighbor="auto"`` uses the low-memory version
 EXACT_METANEIGHBOR_MAX_CELLS = 10_000
+#: rows of new data standardised and projected at a time by ``representation="harmony"``
+_MAP_ROWS = 10_000
 #: the ``representation`` choices of :class:`~sctransfer.models.bermuda.BERMUDAConfig`
 REPRESENTATIONS = ("genes", "harmony")
 
@@ -360,11 +362,12 @@ class BERMUDA(NeuralModel):
         mean, inv_std = m.gene_mean.cpu().numpy(), m.gene_inv_std.cpu().numpy()
         loadings = m.loadings.cpu().numpy()
         scores = np.empty((X.shape[0], loadings.shape[0]))
-        for b in np.unique(batches):
-            r = np.flatnonzero(batches == b)
-            block = X[r]
+        for start in range(0, X.shape[0], _MAP_ROWS):  # row chunks: new data are never densified whole
+            stop = min(start + _MAP_ROWS, X.shape[0])
+            block = X[start:stop]
             block = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
-            scores[r] = ((block - mean[b]) * inv_std[b]) @ loadings.T
+            b = batches[start:stop]
+            scores[start:stop] = ((block - mean[b]) * inv_std[b]) @ loadings.T
         corrected = harmony_transform(
             scores, batches, m.centroids.cpu().numpy(), m.terms.cpu().numpy(), float(m.sigma)
         )
