@@ -192,3 +192,20 @@ def test_a_batch_smaller_than_a_minibatch_is_aligned_with_repeated_cells(counts)
     Z = out.obsm["X_bermuda"]
     assert Z.shape == (small.n_obs, 20) and np.isfinite(Z).all()
     assert out.uns["bermuda"]["params"]["config"]["batch_size"] > 8
+
+
+def test_tiny_leiden_clusters_join_their_neighbours_cluster():
+    from sctransfer.tl._bermuda import absorb_small_clusters
+
+    # cells 0-5 in cluster 0, 6-11 in cluster 2, cell 12 alone in cluster 1 with neighbours in cluster 2
+    membership = np.array([0] * 6 + [2] * 6 + [1])
+    neighbors = np.array([[i, (i + 1) % 6, (i + 2) % 6] for i in range(6)]
+                         + [[6 + i, 6 + (i + 1) % 6, 6 + (i + 2) % 6] for i in range(6)]
+                         + [[12, 7, 8]])  # fmt: skip
+    out = absorb_small_clusters(membership, neighbors, min_size=2)
+    np.testing.assert_array_equal(out, [0] * 6 + [1] * 7)  # consecutive codes, the single cell joined
+    # nothing to absorb, or everything small: the clusters are kept (renumbered)
+    np.testing.assert_array_equal(
+        absorb_small_clusters(np.array([3, 3, 5, 5]), neighbors[:4], 2), [0, 0, 1, 1]
+    )
+    np.testing.assert_array_equal(absorb_small_clusters(np.array([0, 1]), neighbors[:2], 5), [0, 1])

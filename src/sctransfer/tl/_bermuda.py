@@ -31,6 +31,8 @@ from ..models.bermuda._config import PRESETS, BERMUDAPreset
 
 #: separator between the batch and the cluster in the per-batch cluster labels
 CLUSTER_SEPARATOR = "|"
+#: Leiden clusters with fewer cells join their neighbours' cluster (:func:`absorb_small_clusters`)
+MIN_CLUSTER_CELLS = 5
 
 _DOCS = {
     "batch_key": """batch_key
@@ -173,7 +175,7 @@ def snn_leiden(
 
     Every cell's ``n_neighbors`` nearest cells (itself included, Euclidean) form its neighbourhood; two
     cells are linked with the Jaccard overlap of their neighbourhoods, and links under ``prune`` are
-    dropped.
+    dropped. Clusters of fewer than :data:`MIN_CLUSTER_CELLS` cells join their neighbours' cluster.
     """
     import random
 
@@ -198,7 +200,36 @@ def snn_leiden(
         )
     finally:
         random.setstate(state)
-    return np.asarray(parts.membership)
+    return absorb_small_clusters(np.asarray(parts.membership), idx)
+
+
+def absorb_small_clusters(
+    membership: np.ndarray, neighbors: np.ndarray, min_size: int = MIN_CLUSTER_CELLS
+) -> np.ndarray:
+    """Move the cells of clusters under ``min_size`` cells to the cluster most common among their neighbours.
+
+    Leiden can leave a handful of cells (even one) in a cluster of their own on a large graph; MetaNeighbor
+    scores a cluster by ranking its cells, so such clusters are joined to their neighbours' instead. Returns
+    consecutive cluster codes. ``neighbors`` holds every cell's nearest cells (``n_cells x k``).
+    """
+    membership = np.asarray(membership).copy()
+    sizes = np.bincount(membership)
+    small = sizes < min_size
+    if not small.any() or small.all():
+        return np.unique(membership, return_inverse=True)[1]
+    for _ in range(neighbors.shape[1]):  # each pass settles the cells with a neighbour in a kept cluster
+        moving = np.flatnonzero(small[membership])
+        if moving.size == 0:
+            break
+        votes = membership[neighbors[moving]]
+        for cell, row in zip(moving, votes, strict=True):
+            kept = row[~small[row]]
+            if kept.size:
+                membership[cell] = np.bincount(kept).argmax()
+    leftover = small[membership]
+    if leftover.any():  # no neighbour in a kept cluster at all: the largest cluster takes them
+        membership[leftover] = int(np.argmax(np.where(small, -1, sizes)))
+    return np.unique(membership, return_inverse=True)[1]
 
 
 def _scaled_pca(X: np.ndarray, *, n_comps: int, random_state: int) -> np.ndarray:
