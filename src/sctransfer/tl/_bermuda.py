@@ -347,7 +347,8 @@ def bermuda(
     metaneighbor
         ``"exact"``, ``"fast"`` (low-memory) or ``"auto"`` (exact up to 10,000 cells).
     allow_no_pairs
-        When no pair reaches the threshold, train with the reconstruction loss alone instead of raising.
+        When no pair reaches the threshold, train without the MMD instead of raising (the default preset then
+        returns the corrected PCA, the autoencoder an unaligned code).
     preset
         ``"default"``: the corrected PCA and the residual network, 100 steps with one optimiser;
         ``"faithful"``

@@ -63,7 +63,8 @@ class BERMUDA(NeuralModel):
     metaneighbor
         ``"exact"``, ``"fast"`` (low-memory) or ``"auto"`` (exact up to 10,000 cells).
     allow_no_pairs
-        Train with the reconstruction loss alone when no pair passes the threshold, instead of raising.
+        Train without the MMD when no pair passes the threshold, instead of raising (the default preset then
+        returns the corrected PCA, the autoencoder an unaligned code).
     preset
         ``"default"`` or ``"faithful"`` (the reference implementation); see
         :data:`~sctransfer.models.bermuda.PRESETS` and ``docs/differences/bermuda.md``.
@@ -125,8 +126,8 @@ class BERMUDA(NeuralModel):
                 message = (
                     f"no pair of clusters from different batches reaches similarity_threshold="
                     f"{similarity_threshold} (the best cross-batch MetaNeighbor AUROC is {best:.3f}); lower "
-                    "similarity_threshold, or pass allow_no_pairs=True to train with the reconstruction "
-                    "loss alone (the batches are then not aligned)."
+                    "similarity_threshold, or pass allow_no_pairs=True to train without the MMD (the "
+                    "batches are then not aligned on matched clusters)."
                 )
                 if not allow_no_pairs:
                     raise ValueError(message)
