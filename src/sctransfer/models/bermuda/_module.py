@@ -18,6 +18,19 @@ def _init_linear(layer: nn.Linear) -> None:
     nn.init.constant_(layer.bias, 0.01)
 
 
+def pair_mmd(z: torch.Tensor, n_clusters: int, pairs: torch.Tensor) -> torch.Tensor:
+    """Summed MMD between the codes of each matched cluster pair of one minibatch.
+
+    The minibatch holds the same number of cells from each of ``n_clusters`` clusters, cluster by
+    cluster (row ``k * m + t`` is cell ``t`` of cluster ``k``). ``pairs`` is a ``P x 2`` tensor of
+    cluster codes; with no pair the term is 0.
+    """
+    if not pairs.numel():
+        return z.new_zeros(())
+    codes = z.view(n_clusters, z.shape[0] // n_clusters, -1)
+    return mmd2(codes[pairs[:, 0]], codes[pairs[:, 1]], BERMUDA_BANDWIDTHS, reduce="sum").sum()
+
+
 class BERMUDAModule(BaseModuleClass):
     """Autoencoder ``G - h - d - h - G`` with a linear code and a ReLU output.
 
@@ -94,23 +107,14 @@ class BERMUDAModule(BaseModuleClass):
         pairs: torch.Tensor,
         transfer_weight: float,
     ) -> LossOutput:
-        """Summed per-cluster reconstruction MSE plus ``transfer_weight`` times the summed pair MMD.
-
-        The minibatch holds the same number of cells from each of ``n_clusters`` clusters, cluster by
-        cluster (row ``k * m + t`` is cell ``t`` of cluster ``k``). ``pairs`` is a ``P x 2`` tensor of
-        cluster codes.
-        """
+        """Summed per-cluster reconstruction MSE plus ``transfer_weight`` times :func:`pair_mmd`."""
         x = inference_outputs["x_scaled"]
         z = inference_outputs["z"]
         x_hat = generative_outputs["x_hat"]
         per_cluster = x.shape[0] // n_clusters
         sq = (x_hat - x).pow(2).view(n_clusters, per_cluster, -1)
         reconstruction = sq.mean(dim=(1, 2)).sum()
-        if pairs.numel():
-            codes = z.view(n_clusters, per_cluster, -1)
-            transfer = mmd2(codes[pairs[:, 0]], codes[pairs[:, 1]], BERMUDA_BANDWIDTHS, reduce="sum").sum()
-        else:
-            transfer = z.new_zeros(())
+        transfer = pair_mmd(z, n_clusters, pairs)
         total = reconstruction + transfer_weight * transfer
         return LossOutput(
             loss=total,
@@ -198,17 +202,10 @@ class BERMUDAResidualModule(BaseModuleClass):
         transfer_weight: float,
         proximity: float = 1.0,
     ) -> LossOutput:
-        """``proximity`` times the mean ``|g(x)|^2`` plus ``transfer_weight`` times the summed pair MMD.
-
-        The minibatch is laid out cluster by cluster as for :class:`BERMUDAModule`.
-        """
+        """``proximity`` times the mean ``|g(x)|^2`` plus ``transfer_weight`` times :func:`pair_mmd`."""
         z = inference_outputs["z"]
         penalty = inference_outputs["shift"].pow(2).sum(dim=1).mean()
-        if pairs.numel():
-            codes = z.view(n_clusters, z.shape[0] // n_clusters, -1)
-            transfer = mmd2(codes[pairs[:, 0]], codes[pairs[:, 1]], BERMUDA_BANDWIDTHS, reduce="sum").sum()
-        else:
-            transfer = z.new_zeros(())
+        transfer = pair_mmd(z, n_clusters, pairs)
         return LossOutput(
             loss=proximity * penalty + transfer_weight * transfer,
             reconstruction_loss=penalty,
