@@ -223,6 +223,23 @@ def test_save_load_round_trip(tmp_path):
     )
 
 
+def test_saved_model_keeps_its_settings_when_a_preset_changes(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from sctransfer.models.trvae import _config
+
+    adata = simulate()
+    TRVAE.setup_anndata(adata, condition_key="cond")
+    model = TRVAE(adata, encoder_layers=[16], decoder_layers=[16])  # the preset's latent size
+    model.train(max_epochs=1, **FAST)
+    model.save(tmp_path / "m", overwrite=True)
+    changed = {**_config.PRESETS, "default": replace(_config.PRESETS["default"], n_latent=7, beta=1.0)}
+    monkeypatch.setattr(TRVAE, "presets", changed)
+    loaded = TRVAE.load(tmp_path / "m", adata=adata)
+    assert loaded.config.n_latent == model.config.n_latent and loaded.config.beta == model.config.beta
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation())
+
+
 def test_scarches_preset_trains_on_counts():
     adata = simulate(counts=True)
     TRVAE.setup_anndata(adata, condition_key="cond")
@@ -272,6 +289,7 @@ def test_presets_follow_the_spec():
     assert PRESETS["paper_haber"].n_latent == 60 and PRESETS["paper_haber"].beta == 100
     assert PRESETS["scarches"].kernel_reduce == "sum" and PRESETS["scarches"].recon_loss == "nb"
     assert PRESETS["default"].mmd_on == "z" and PRESETS["default"].restore_best
+    assert PRESETS["default"].n_latent == 40 and PRESETS["default"].predict_method == "shift"
 
 
 # ---- query mapping --------------------------------------------------------------------------------

@@ -155,7 +155,9 @@ class BERMUDA(NeuralModel):
             f"BERMUDA ({self.preset_} preset): {len(self.genes_)} genes, {len(self.batches_)} batches, "
             f"{len(self.clusters_)} clusters, {len(pairs)} matched pairs"
         )
-        # a loaded model reuses the preset, genes and pairs instead of selecting and matching again
+        # a loaded model reuses the preset, genes and pairs instead of selecting and matching again, and every
+        # resolved setting, so that a later version's change of a preset does not change it
+        config = {**self.config_, **config}
         preset, genes, faithful = self.preset_, list(self.genes_), None
         cluster_pairs, allow_no_pairs = pairs, True
         self.init_params_ = self._get_init_params(locals())

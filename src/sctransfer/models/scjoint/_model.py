@@ -152,6 +152,7 @@ class SCJoint(NeuralModel):
             f"{len(self.classes_)} classes, reference domain {self.reference_domain_!r}"
         )
         preset, faithful = self.preset_, None  # a saved model records the resolved preset
+        config = dict(self.config_)  # and every resolved setting, whatever a later version's presets say
         self.init_params_ = self._get_init_params(locals())
 
     # ---- set-up -------------------------------------------------------------------------------

@@ -168,6 +168,9 @@ class TRVAE(NeuralModel):
         )
         condition_key = layer = None  # already registered; loading a saved model registers from its registry
         preset = self.preset_
+        # every resolved setting, not only the overrides: a saved model reloads with its own settings when a
+        # later version changes a preset
+        config = dict(self.config_)
         self.init_params_ = self._get_init_params(locals())
 
     def _build_module(self) -> TRVAEModule:
