@@ -262,11 +262,10 @@ def test_auto_backend_choice(monkeypatch):
     assert _knn.resolve_backend("auto", 1000, 1000) == "exact"
     limit = _knn.AUTO_EXACT_MAX_PAIRS
     assert _knn.resolve_backend("auto", limit, 1) == "exact"
-    monkeypatch.setattr(_knn, "_faiss_available", lambda: True)
-    assert _knn.resolve_backend("auto", limit + 1, 1) == "faiss"
-    monkeypatch.setattr(_knn, "_faiss_available", lambda: False)
-    assert _knn.resolve_backend("auto", limit + 1, 1) == "exact"  # the fallback without faiss
-    for backend in ("exact", "faiss", "pynndescent"):
+    assert _knn.resolve_backend("auto", limit + 1, 1) == "ivf"
+    monkeypatch.setitem(__import__("sys").modules, "faiss", None)  # the choice does not need faiss
+    assert _knn.resolve_backend("auto", limit + 1, 1) == "ivf"
+    for backend in ("exact", "ivf", "faiss", "pynndescent"):
         assert _knn.resolve_backend(backend, limit + 1, 1) == backend
     q, r, _, _ = _clustered(300, 50)
     nbrs = knn(q, r, k=5)  # default: auto, and small enough for the exact search
@@ -274,17 +273,21 @@ def test_auto_backend_choice(monkeypatch):
     np.testing.assert_array_equal(nbrs.indices, knn(q, r, k=5, backend="exact").indices)
 
 
+@pytest.mark.parametrize("backend", ["ivf", "faiss"])
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_faiss_backend_recall_vote_and_determinism(metric, monkeypatch):
-    pytest.importorskip("faiss")
+def test_approximate_backend_recall_vote_and_determinism(backend, metric, monkeypatch):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
     from sctransfer.kernels import _knn
 
     q, r, ref_codes, n_clusters = _clustered(4000, 600)
     k = 15
-    # auto, forced above its exact limit, picks faiss when it is installed
-    monkeypatch.setattr(_knn, "AUTO_EXACT_MAX_PAIRS", 1000)
-    approx = knn(q, r, k=k, metric=metric, random_state=3)
-    assert approx.backend == "faiss"
+    if backend == "ivf":  # auto, forced above its exact limit, picks ivf
+        monkeypatch.setattr(_knn, "AUTO_EXACT_MAX_PAIRS", 1000)
+        approx = knn(q, r, k=k, metric=metric, random_state=3)
+    else:
+        approx = knn(q, r, k=k, metric=metric, backend=backend, random_state=3)
+    assert approx.backend == backend
     exact = knn(q, r, k=k, metric=metric, backend="exact")
     assert approx.indices.shape == approx.distances.shape == (600, k)
     assert approx.indices.dtype == np.int64 and approx.distances.dtype == np.float32
@@ -298,9 +301,46 @@ def test_faiss_backend_recall_vote_and_determinism(metric, monkeypatch):
     np.testing.assert_allclose(
         approx.distances, np.take_along_axis(full, approx.indices, axis=1), rtol=1e-4, atol=1e-5
     )
-    again = knn(q, r, k=k, metric=metric, backend="faiss", random_state=3)
+    again = knn(q, r, k=k, metric=metric, backend=backend, random_state=3)
     np.testing.assert_array_equal(again.indices, approx.indices)
     np.testing.assert_array_equal(again.distances, approx.distances)
+
+
+def test_ivf_backend_calibrates_to_the_target_recall(monkeypatch, caplog):
+    """The scanned lists grow until the sampled recall reaches the target; a stricter target scans more."""
+    import logging
+
+    from sctransfer.kernels import _knn
+
+    q, r, _, _ = _clustered(6000, 800, dim=24, n_clusters=40, seed=2)
+    exact = knn(q, r, k=20, backend="exact")
+    probes = {}
+    for target in (0.8, 0.99):
+        monkeypatch.setattr(_knn, "TARGET_RECALL", target)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="sctransfer"):
+            found = knn(q, r, k=20, backend="ivf", random_state=0)
+        (record,) = [rec for rec in caplog.records if rec.getMessage().startswith("knn ivf:")]
+        probes[target] = record.args[1]
+        assert _recall(found.indices, exact.indices) >= target - 0.03
+    assert probes[0.99] > probes[0.8]
+
+
+def test_ivf_backend_small_and_degenerate_references():
+    """Fewer rows than a list needs, duplicated rows and rows of zeros still give k distinct neighbours."""
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(30, 5)).astype(np.float32)  # fewer than 39 rows: one list, an exact scan
+    nbrs = knn(small[:7], small, k=30, backend="ivf")
+    np.testing.assert_array_equal(nbrs.indices, knn(small[:7], small, k=30, backend="exact").indices)
+    dup = np.repeat(rng.normal(size=(5, 8)), 200, axis=0).astype(np.float32)  # 5 distinct rows, 1,000 in all
+    dup[:50] = 0.0
+    q = dup[::97] + 0.01
+    for metric in ("cosine", "euclidean"):
+        found = knn(q, dup, k=25, metric=metric, backend="ivf", random_state=1)
+        assert all(len(set(row)) == 25 for row in found.indices)
+        full = distance_matrix(q, dup, metric)
+        best = np.sort(full, axis=1)[:, :25]
+        np.testing.assert_allclose(found.distances, best, rtol=1e-4, atol=1e-5)
 
 
 def test_faiss_backend_missing(monkeypatch):

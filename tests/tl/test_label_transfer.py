@@ -64,15 +64,14 @@ def test_writes_documented_keys(multiome, tmp_path):
     assert (back.obs["sct_label"] == atac.obs["sct_label"]).all()
 
 
-def test_knn_auto_backend_above_its_limit_uses_faiss(multiome, monkeypatch):
-    pytest.importorskip("faiss")
+def test_knn_auto_backend_above_its_limit_uses_the_ivf_index(multiome, monkeypatch):
     from sctransfer.kernels import _knn
 
     rna, atac = multiome
     exact = sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="knn", backend="exact", copy=True)
     monkeypatch.setattr(_knn, "AUTO_EXACT_MAX_PAIRS", 1)
     approx = sct.tl.label_transfer(rna, atac, labels_key="cell_type", method="knn", copy=True)
-    assert approx.uns["sct_label"]["knn_backend"] == "faiss"
+    assert approx.uns["sct_label"]["knn_backend"] == "ivf"
     same = (approx.obs["sct_label"].astype(str) == exact.obs["sct_label"].astype(str)).mean()
     assert same >= 0.98
 

@@ -6,7 +6,7 @@ The torch MMD loads on first access, so that ``import sctransfer`` does not impo
 from typing import TYPE_CHECKING
 
 from .._utils._lazy import lazy_attributes
-from ._knn import AUTO_EXACT_MAX_PAIRS, FAISS_TARGET_RECALL, Neighbors, knn, knn_vote
+from ._knn import AUTO_EXACT_MAX_PAIRS, TARGET_RECALL, Neighbors, knn, knn_vote
 from ._metaneighbor import metaneighbor, select_cluster_pairs
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
 
 __all__: list[str] = [
     "AUTO_EXACT_MAX_PAIRS",
-    "FAISS_TARGET_RECALL",
+    "TARGET_RECALL",
     "Neighbors",
     "knn",
     "knn_vote",

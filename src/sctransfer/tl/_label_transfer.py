@@ -34,7 +34,7 @@ from .._utils._validation import (
     check_nonempty,
     check_writable,
 )
-from ..kernels._knn import knn, knn_vote
+from ..kernels._knn import _BACKENDS, knn, knn_vote
 from ..kernels._pca import joint_pca
 from ..models.castle._settings import PRESETS as CASTLE_PRESETS
 from ..models.scjoint._config import PRESETS as SCJOINT_PRESETS
@@ -149,7 +149,7 @@ def _run_knn(
     *,
     n_comps: int = 50,
     metric: Literal["cosine", "euclidean"] = "cosine",
-    backend: Literal["auto", "exact", "faiss", "pynndescent"] = "auto",
+    backend: Literal["auto", "exact", "ivf", "faiss", "pynndescent"] = "auto",
 ) -> TransferResult:
     """Joint PCA of the per-dataset standardised, log-normalised shared features, then a kNN vote.
 
@@ -164,11 +164,11 @@ def _run_knn(
     backend
         kNN search (see :func:`sctransfer.kernels.knn`): ``"auto"`` (exact up to
         :data:`~sctransfer.kernels.AUTO_EXACT_MAX_PAIRS` query x reference pairs, approximate above),
-        ``"exact"``, ``"faiss"`` or ``"pynndescent"``.
+        ``"exact"``, ``"ivf"``, ``"faiss"`` or ``"pynndescent"``.
     """
     check_int(n_comps, "n_comps")
     check_choice(metric, "metric", ("cosine", "euclidean"))
-    check_choice(backend, "backend", ("auto", "exact", "faiss", "pynndescent"))
+    check_choice(backend, "backend", _BACKENDS)
     pca = joint_pca(
         [inputs.reference_log, inputs.query_log], n_comps=n_comps, random_state=inputs.random_state
     )
@@ -437,7 +437,7 @@ def label_transfer(
         :class:`~sctransfer.models.EnsembleTransfer` (for example ``self_training=0`` or
         ``mapping=False``). ``knn``:
         ``n_comps`` (50), ``metric`` (``"cosine"``) and ``backend`` (``"auto"``: exact up to
-        :data:`~sctransfer.kernels.AUTO_EXACT_MAX_PAIRS` pairs, above it ``"faiss"`` when installed;
+        :data:`~sctransfer.kernels.AUTO_EXACT_MAX_PAIRS` pairs, above it ``"ivf"``;
         the choice is recorded in ``.uns[key_added]["knn_backend"]``).
         ``scjoint``: ``max_epochs``, ``max_epochs_stage3``, ``batch_size``, ``accelerator``,
         ``devices``, ``enable_progress_bar`` (``None`` follows
