@@ -22,6 +22,7 @@ exceeds ``--timeout`` is killed and recorded as ``"timeout"``; one that fails un
     python benchmarks/scale.py --sizes 10000 100000 --verbs knn metaneighbor --timeout 600
     python benchmarks/scale.py --sizes 300000 --verbs knn --merge     # add to the results already there
     python benchmarks/scale.py --plot-only                            # redraw the docs' plot
+    python benchmarks/scale.py --sizes 300000 --verbs ensemble --log-dir logs  # keep each run's INFO log
     # writes benchmarks/results/scale.json and docs/_static/scale.png
 """
 
@@ -91,9 +92,25 @@ def _run_verb(verb: str, ref, query) -> dict:
     return info
 
 
-def worker(verb: str, ref_path: Path, query_path: Path, out: Path) -> None:
-    """One verb on one size, in this (fresh) process; writes its findings to ``out``."""
+def worker(verb: str, ref_path: Path, query_path: Path, out: Path, log: bool = False) -> None:
+    """One verb on one size, in this (fresh) process; writes its findings to ``out``.
+
+    ``log``: sctransfer's INFO messages go to stderr with a timestamp (where each step's time goes).
+    """
+    import logging
+
     import numpy as np
+
+    if log:  # the package's own handler replaced by one that stamps the time
+        import sctransfer  # noqa: F401  (installs the package's handler first)
+
+        logger = logging.getLogger("sctransfer")
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
     result: dict = {"input": "backed"}
     t0 = time.perf_counter()
@@ -130,11 +147,23 @@ def _limits(mem_cap_gb: float):
     return apply
 
 
-def run_one(verb: str, ref_path: Path, query_path: Path, timeout: float, mem_cap_gb: float) -> dict:
-    """Run ``verb`` in a fresh process under a time limit and an address-space cap; measure it."""
+def run_one(
+    verb: str,
+    ref_path: Path,
+    query_path: Path,
+    timeout: float,
+    mem_cap_gb: float,
+    keep_log: Path | None = None,
+) -> dict:
+    """Run ``verb`` in a fresh process under a time limit and an address-space cap; measure it.
+
+    With ``keep_log`` the process logs sctransfer's INFO messages and its output is copied there.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out, log = Path(tmp) / "result.json", Path(tmp) / "log.txt"
         cmd = [sys.executable, __file__, "--worker", verb, str(ref_path), str(query_path), str(out)]
+        if keep_log is not None:
+            cmd.append("--log")
         t0 = time.perf_counter()
         with open(log, "w") as log_file:
             proc = subprocess.Popen(
@@ -158,7 +187,10 @@ def run_one(verb: str, ref_path: Path, query_path: Path, timeout: float, mem_cap
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "peak_rss_gb": usage.ru_maxrss / 1024**2,  # ru_maxrss is in KiB on Linux
         }
-        tail = log.read_text(errors="replace")[-1500:]
+        text = log.read_text(errors="replace")
+        if keep_log is not None:
+            keep_log.write_text(text)
+        tail = text[-1500:]
         if timed_out:
             row["status"] = "timeout"
         elif proc.returncode == 0 and out.exists():
@@ -255,7 +287,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         verb, ref, query, out = sys.argv[2:6]
-        worker(verb, Path(ref), Path(query), Path(out))
+        worker(verb, Path(ref), Path(query), Path(out), log="--log" in sys.argv[6:])
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -270,12 +302,18 @@ def main() -> None:
         "--merge", action="store_true", help="keep the other (verb, size) results already in --output"
     )
     parser.add_argument("--plot-only", action="store_true", help=f"redraw {PLOT.name} from --output")
+    parser.add_argument(
+        "--log-dir", type=Path, default=None,
+        help="keep every run's output, with sctransfer's INFO log, as <verb>_<cells>.log in this folder",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads(args.output.read_text())["results"], PLOT)
         print(f"wrote {PLOT}")
         return
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.log_dir is not None:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
 
     import sctransfer as sct
 
@@ -290,7 +328,12 @@ def main() -> None:
                    "query_gb": query.stat().st_size / 1e9}  # fmt: skip
         for verb in args.verbs:
             load = round(os.getloadavg()[0], 2)
-            row = {"verb": verb, "n_cells": n, **run_one(verb, ref, query, args.timeout, args.mem_cap_gb)}
+            keep_log = None if args.log_dir is None else args.log_dir / f"{verb}_{n}.log"
+            row = {
+                "verb": verb,
+                "n_cells": n,
+                **run_one(verb, ref, query, args.timeout, args.mem_cap_gb, keep_log),
+            }
             row.update(load_average_before=load, timeout_seconds=args.timeout, mem_cap_gb=args.mem_cap_gb)
             print(f"  {verb}: {row['status']}, {row['wall_seconds']:.1f} s wall, {row['cpu_seconds']:.1f} CPU-s, "
                   f"{row['peak_rss_gb']:.2f} GB", flush=True)  # fmt: skip
