@@ -176,7 +176,7 @@ def main() -> None:
                     "run_started": started,
                 }
                 if target is not None and handler.args is not None:
-                    nlist, nprobe, sample_recall, m, _ = handler.args
+                    nlist, nprobe, sample_recall, m = handler.args[:4]
                     row.update(
                         target_recall=target,
                         nlist=nlist,
@@ -184,6 +184,8 @@ def main() -> None:
                         calibration_recall=sample_recall,
                         calibration_rows=m,
                     )
+                    if backend == "ivf":  # the mean size of a block's union of lists
+                        row["lists_scanned_per_block"] = handler.args[4]
                 rows.append(row)
                 label = backend if target is None else f"{backend}@{target}"
                 print(
