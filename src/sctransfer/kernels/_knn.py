@@ -48,8 +48,8 @@ _BACKENDS = ("auto", "exact", "ivf", "faiss", "pynndescent")
 #: measures both; below it the exact search takes seconds).
 AUTO_EXACT_MAX_PAIRS = 10_000_000_000
 #: recall@k that the approximate ``"ivf"`` and ``"faiss"`` backends are calibrated to reach on a sample
-#: of the queries (on the 1M-cell atlas, 0.99 instead of 0.97 cost the ivf search 13 % more time and halved
-#: the kNN votes that differ from the exact search's, docs/scaling.md)
+#: of the queries (on the 1M-cell atlas, 0.99 instead of 0.97 cost the ivf search 62 s instead of 50 s and
+#: nearly halved the kNN votes that differ from the exact search's, docs/scaling.md)
 TARGET_RECALL = 0.99
 #: query rows searched exactly to calibrate the approximate indexes (fewer when the query is smaller)
 _CALIBRATION_ROWS = 512
@@ -480,8 +480,8 @@ def _knn_ivf(
     into the rows' top-``k`` heaps by the exact backend's kernel, so all the queries of a block share the
     reads of the lists and their products. ``n_probe`` is calibrated as the faiss backend's ``nprobe``
     is (:func:`_calibrate`), each sampled query being searched with its full block's union, exactly as in
-    the full search. On the 1M-cell atlas (50 dimensions) this took 54 s against faiss's 182 s for
-    IVF-Flat, at a higher recall (docs/scaling.md).
+    the full search. On the 1M-cell atlas (50 dimensions) this took 62 s against faiss IVF-Flat's 266 s at
+    the same recall (docs/scaling.md).
     """
     import warnings
 
