@@ -716,10 +716,10 @@ def knn(
         O(n_query x n_reference); BLAS scores plus a numba top-``k`` selection, parallel over query
         blocks on ``numba.get_num_threads()`` threads.
         ``"ivf"``: an inverted-file search. The reference is split into about ``sqrt(n_reference)``
-        k-means lists (scikit-learn, seeded by ``random_state``); the queries nearest to the same
-        centroid form a group, and a group scans the lists of the centroids nearest to its own with
-        the exact backend's tiles. The number of lists scanned is calibrated so that the recall@k on a
-        sample of the queries, against the exact search, reaches :data:`TARGET_RECALL`.
+        k-means lists (scikit-learn, seeded by ``random_state``); queries that share their nearest
+        centroid are searched in blocks of up to 256, and a block scans the union of its queries'
+        ``n_probe`` nearest lists with the exact backend's tiles. ``n_probe`` is calibrated so that the
+        recall@k on a sample of the queries, against the exact search, reaches :data:`TARGET_RECALL`.
         ``"faiss"``: faiss's inverted-file index (``IndexIVFFlat``, k-means lists seeded by
         ``random_state``), where each query probes the lists nearest to itself, calibrated in the same
         way. Needs the optional ``faiss-cpu`` package (``pip install 'sctransfer-learn[faiss]'``); it
@@ -819,8 +819,13 @@ def knn(
 def _memory_need(backend: str, n_query: int, n_ref: int, dim: int, k: int, dtype: np.dtype) -> float:
     """Rough working memory (bytes) of a search beyond its inputs: results, tiles and the index."""
     need = n_query * k * (8 + dtype.itemsize) + 4 * _TILE_BYTES * _n_workers()
-    if backend in ("ivf", "faiss"):  # float32 copies of both sides, the index and the candidates
+    if backend == "faiss":  # float32 copies of both sides, the index and the candidates
         need += 4.0 * dim * (n_query + 2 * n_ref) + 8.0 * (n_ref + n_query * k)
+    elif backend == "ivf":  # the reference sorted by list (and centred copies), the lists nearest each query
+        # (at least 16, int32), the block bookkeeping and the candidates
+        need += (
+            dtype.itemsize * dim * (n_query + 2 * n_ref) + 8.0 * n_ref + 88.0 * n_query + 8.0 * n_query * k
+        )
     elif backend == "pynndescent":  # the neighbour graph (indices, distances, flags) and its search graph
         need += 3 * 12.0 * n_ref * max(k, 30) + 12.0 * n_query * k
     return float(need)
