@@ -141,6 +141,30 @@ def test_thinning_drops_the_asked_fraction_whatever_the_column_order():
     np.testing.assert_array_equal(dense, thinned.toarray())
 
 
+def test_thinning_in_chunks_draws_what_one_draw_does(monkeypatch):
+    X = sp.random(300, 40, density=0.3, random_state=2, format="csr", dtype=np.float32)
+    names = [f"g{i}" for i in range(40)]
+    whole = F.thin(X, 0.3, np.random.default_rng(5), names)
+    monkeypatch.setattr(F, "_THIN_CHUNK", 97)  # many chunks, the last one short
+    chunked = F.thin(X, 0.3, np.random.default_rng(5), names)
+    np.testing.assert_array_equal(chunked.toarray(), whole.toarray())
+
+
+def test_fit_out_of_memory_names_the_step_and_what_lowers_it(pair, monkeypatch):
+    source, target = pair
+    thin = F.thin
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 421. MiB")
+
+    monkeypatch.setattr(F, "thin", out_of_memory)
+    # a target that detects half the genes: the default preset thins the source to match it
+    shallow = target.copy()
+    shallow.X = thin(sp.csr_matrix(target.X), 0.5, np.random.default_rng(0), list(target.var_names))
+    with pytest.raises(MemoryError, match=r"CaSTLe's fit on 300 source x 300 target cells.*GB.*subsample"):
+        fit(source, shallow)
+
+
 # ---- the model ----
 
 

@@ -18,6 +18,7 @@ from anndata import AnnData
 from ..._utils._docs import inject_docs
 from ..._utils._keys import NOT_CLASSIFIED_LABEL
 from ..._utils._logging import logger
+from ..._utils._memory import memory_step
 from ..._utils._validation import (
     check_n_classes,
     check_nonempty,
@@ -399,7 +400,34 @@ class CaSTLe:
                 f"self_training={s.self_training} classifies the target to learn from it: pass adata_target "
                 "to fit, or set self_training=0."
             )
+        n_source, n_genes = source.X.shape
+        n_target = 0 if target is None else target.X.shape[0]
+        # about: two copies of the source's stored values (the genes kept, then thinned; float32 values, int32
+        # indices, and the thinning's draws) and the target's values densified for self-training
+        stored = float(getattr(source.X, "nnz", n_source * n_genes))
+        need = 2 * 16.0 * stored + (8.0 * n_target * n_genes if s.self_training else 0.0)
+        with memory_step(
+            f"CaSTLe's fit on {n_source:,} source x {n_target:,} target cells ({n_genes:,} genes)",
+            need,
+            "fit on a subsample of the source cells (for example a few tens of thousands per cell type: "
+            "the classifiers do not need every cell), set self_training=0, or use the default label "
+            "transfer (sct.tl.label_transfer), which reads the matrices once",
+        ):
+            return self._fit_on(xgb, start, source, target, adata_source, labels, keep, dropped)
 
+    def _fit_on(
+        self,
+        xgb: Any,
+        start: float,
+        source: _Dataset,
+        target: _Dataset | None,
+        adata_source: AnnData,
+        labels: np.ndarray,
+        keep: np.ndarray,
+        dropped: list[str],
+    ) -> CaSTLe:
+        """:meth:`fit` on validated data: genes, classifiers and (optionally) self-training."""
+        s = self.settings
         # 1. genes detected in more than min_cells cells of each dataset (all source cells counted)
         source_ok = count_detected(source.X, name=source.name) > s.min_cells
         if target is not None:
