@@ -410,8 +410,8 @@ class CaSTLe:
             f"CaSTLe's fit on {n_source:,} source x {n_target:,} target cells ({n_genes:,} genes)",
             need,
             "fit on a subsample of the source cells (for example a few tens of thousands per cell type: "
-            "the classifiers do not need every cell), set self_training=0, or use the default label "
-            "transfer (sct.tl.label_transfer), which reads the matrices once",
+            "the classifiers do not need every cell), set self_training=0, or use the default method of "
+            "sct.tl.label_transfer, which needs less memory",
         ):
             return self._fit_on(xgb, start, source, target, adata_source, labels, keep, dropped)
 
