@@ -103,6 +103,27 @@ def test_train_predict_and_latent(joint):
     assert sct.metrics.accuracy(truth, frame["label"]) > 0.6
 
 
+def test_feature_statistics_in_chunks_match_the_whole_domain(joint, monkeypatch):
+    """The per-domain mean and 1/std of the log-normalised features do not depend on the chunk size."""
+    import scipy.sparse as sp
+
+    from sctransfer.kernels._pca import log_normalize
+    from sctransfer.models.scjoint import _model
+
+    adata, _, _ = joint
+    monkeypatch.setattr(_model, "_STATISTICS_ROWS", 37)  # many chunks, the last one short
+    model = SCJoint(adata)
+    codes = adata.obs["domain"].cat.codes.to_numpy()
+    for d in range(2):
+        block = log_normalize(adata.X[codes == d])
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        mean = block.astype(np.float64).mean(axis=0)
+        std = block.astype(np.float64).std(axis=0)
+        np.testing.assert_allclose(model.module.feature_mean[d].numpy(), mean, rtol=1e-5, atol=1e-6)
+        inv = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-8)
+        np.testing.assert_allclose(model.module.feature_inv_std[d].numpy(), inv, rtol=1e-4, atol=1e-5)
+
+
 def test_same_seed_same_numbers(joint):
     adata, _, _ = joint
     runs = []

@@ -26,6 +26,8 @@ from ._plan import SCJointTrainingPlan
 
 DOMAIN_KEY = "domain"
 UNLABELLED = "__unlabelled__"
+#: cells log-normalised at a time for the per-domain feature statistics
+_STATISTICS_ROWS = 32_768
 
 
 def stride_subsample(n: int, limit: int) -> np.ndarray:
@@ -246,18 +248,29 @@ class SCJoint(NeuralModel):
         )
 
     def _set_feature_statistics(self) -> None:
-        """Per-domain mean and 1/std of the log-normalised features (for ``input_transform="scaled"``)."""
+        """Per-domain mean and 1/std of the log-normalised features (for ``input_transform="scaled"``).
+
+        The sums are taken over chunks of :data:`_STATISTICS_ROWS` cells, in float64: a log-normalised copy
+        of a whole domain (after the copy that selecting its rows makes) ran a 1M-cell reference out of
+        memory here.
+        """
         from ...kernels._pca import log_normalize
 
         X = self._X()
         domain_codes = self._domain_codes()
         for d in range(2):
-            block = log_normalize(X[domain_codes == d])
-            if sp.issparse(block):
-                mean = np.asarray(block.mean(axis=0)).ravel()
-                sq = np.asarray(block.multiply(block).mean(axis=0)).ravel()
-            else:
-                mean, sq = block.mean(axis=0), (block * block).mean(axis=0)
+            rows = np.flatnonzero(domain_codes == d)
+            total = np.zeros(X.shape[1])
+            total_sq = np.zeros(X.shape[1])
+            for start in range(0, rows.size, _STATISTICS_ROWS):
+                block = log_normalize(X[rows[start : start + _STATISTICS_ROWS]])
+                if sp.issparse(block):
+                    total += np.asarray(block.sum(axis=0, dtype=np.float64)).ravel()
+                    total_sq += np.asarray(block.multiply(block).sum(axis=0, dtype=np.float64)).ravel()
+                else:
+                    total += block.sum(axis=0, dtype=np.float64)
+                    total_sq += np.einsum("ij,ij->j", block, block, dtype=np.float64)
+            mean, sq = total / max(rows.size, 1), total_sq / max(rows.size, 1)
             std = np.sqrt(np.maximum(sq - mean**2, 0.0))
             inv = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-8)
             self.module.feature_mean[d] = torch.as_tensor(mean, dtype=torch.float32)
