@@ -402,7 +402,8 @@ class SCJoint(NeuralModel):
         if self.config.input_transform != "scaled":
             raise ValueError('init="pca" needs input_transform="scaled".')
         X, domains = self._X(), self._domain_codes()
-        blocks = [log_normalize(X[domains == d]) for d in range(2)]
+        # selecting a domain's rows copies them already: normalised in place, not copied a second time
+        blocks = [log_normalize(X[domains == d], copy=False) for d in range(2)]
         n_comps = min(self.module.n_latent, X.shape[1] - 1)
         pca = joint_pca(blocks, n_comps=n_comps, random_state=random_state)
         scale = np.sqrt(X.shape[0] - 1) / np.maximum(pca.singular_values, 1e-12)
