@@ -282,6 +282,8 @@ def _run_scjoint(
     from ..models.scjoint import SCJoint
     from ..models.scjoint._model import build_joint_anndata
 
+    # scJoint trains on the counts: the log-normalised copies are released before its matrix is built
+    inputs.reference_log = inputs.query_log = None
     classes = np.asarray(inputs.classes, dtype=object)
     labels = np.where(inputs.codes >= 0, classes[np.maximum(inputs.codes, 0)], None)
     joint = build_joint_anndata(
