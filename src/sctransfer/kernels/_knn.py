@@ -319,29 +319,41 @@ def _run_blocks(work: Callable[[int], None], starts: range, n_workers: int) -> N
                 pass
 
 
+def _score_inputs(query: np.ndarray, reference: np.ndarray, euclidean: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The rows the scores are computed on: as given (cosine), or centred on the reference mean (euclidean).
+
+    Centring leaves the distances unchanged, and the score ``q . r - ||r||^2 / 2`` no longer loses
+    precision to a large common offset.
+    """
+    if not euclidean:
+        return query, reference
+    center = reference.mean(axis=0, dtype=np.float64)
+    return (
+        np.ascontiguousarray(query - center, dtype=query.dtype),
+        np.ascontiguousarray(reference - center, dtype=query.dtype),
+    )
+
+
+def _score_offset(r_score: np.ndarray, euclidean: bool) -> np.ndarray:
+    """Per reference row, what the euclidean score subtracts (``||r||^2 / 2``); empty for cosine."""
+    if not euclidean:
+        return np.zeros(0, dtype=r_score.dtype)
+    return (0.5 * np.einsum("ij,ij->i", r_score, r_score, dtype=np.float64)).astype(r_score.dtype)
+
+
 def _knn_exact(
     query: np.ndarray, reference: np.ndarray, k: int, euclidean: bool, block_size: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tiled exact search; ``query``/``reference`` are normalised (cosine) or raw (euclidean) rows."""
     from threadpoolctl import threadpool_limits
 
-    if euclidean:
-        # score on data centred on the reference mean: distances are unchanged, and the score
-        # q . r - ||r||^2 / 2 no longer loses precision to a large common offset
-        center = reference.mean(axis=0, dtype=np.float64)
-        q_score = np.ascontiguousarray(query - center, dtype=query.dtype)
-        r_score = np.ascontiguousarray(reference - center, dtype=query.dtype)
-    else:
-        q_score, r_score = query, reference
+    q_score, r_score = _score_inputs(query, reference, euclidean)
     dtype = query.dtype
     n_query = query.shape[0]
     n_ref = reference.shape[0]
     n_workers = _n_workers()
     qb, rb = _block_sizes(n_query, dtype, block_size, n_workers)
-    if euclidean:
-        offset = (0.5 * np.einsum("ij,ij->i", r_score, r_score, dtype=np.float64)).astype(dtype)
-    else:
-        offset = np.zeros(0, dtype=dtype)
+    offset = _score_offset(r_score, euclidean)
     out_idx = np.empty((n_query, k), dtype=np.int64)
     out_dist = np.empty((n_query, k), dtype=dtype)
     logger.debug(
@@ -493,12 +505,7 @@ def _knn_ivf(
     n_ref = reference.shape[0]
     seed = 0 if random_state is None else int(random_state)
     tic = time.perf_counter()
-    if euclidean:  # scores on data centred on the reference mean, as the exact backend computes them
-        center = reference.mean(axis=0, dtype=np.float64)
-        q_score = np.ascontiguousarray(query - center, dtype=dtype)
-        r_score = np.ascontiguousarray(reference - center, dtype=dtype)
-    else:
-        q_score, r_score = query, reference
+    q_score, r_score = _score_inputs(query, reference, euclidean)
     nlist = _n_lists(n_ref)
     rng = np.random.default_rng(seed)
     train = r_score[np.sort(rng.choice(n_ref, size=min(n_ref, 64 * nlist), replace=False))]
@@ -514,10 +521,7 @@ def _knn_ivf(
     order_ref = np.argsort(lists_ref, kind="stable")
     r_sorted = np.ascontiguousarray(r_score[order_ref])
     offsets = np.searchsorted(lists_ref[order_ref], np.arange(nlist + 1))
-    if euclidean:
-        offset = (0.5 * np.einsum("ij,ij->i", r_sorted, r_sorted, dtype=np.float64)).astype(dtype)
-    else:
-        offset = np.zeros(0, dtype=dtype)
+    offset = _score_offset(r_sorted, euclidean)
     n_workers = _n_workers()
     qb, rb = _block_sizes(n_query, dtype, None, n_workers)
     # the query in blocks of at most qb rows that share their nearest centroid
