@@ -102,10 +102,26 @@ def test_correlation_filter_reference_is_a_no_op():
     X = rng.random((50, 4))
     X[:, 2] = X[:, 0] * 2 + 1e-9  # r = 1 with gene 0
     X[:, 3] = 1.0  # constant
-    assert F.correlation_keep(X, 0.9, "reference").all()
-    np.testing.assert_array_equal(F.correlation_keep(X, 0.9, "pearson"), [True, True, False, True])
+    corr = F.correlation_matrix([(X, 1.0)])
+    assert F.correlation_keep(corr, 0.9, "reference").all()
+    np.testing.assert_array_equal(F.correlation_keep(corr, 0.9, "pearson"), [True, True, False, True])
     X[:, 1] = -X[:, 0]  # anti-correlated counts too
-    np.testing.assert_array_equal(F.correlation_keep(X, 0.9, "pearson"), [True, False, False, True])
+    corr = F.correlation_matrix([(X, 1.0)])
+    np.testing.assert_array_equal(F.correlation_keep(corr, 0.9, "pearson"), [True, False, False, True])
+
+
+def test_correlation_matrix_of_scaled_blocks_in_chunks_is_the_stacked_one(monkeypatch):
+    rng = np.random.default_rng(3)
+    a = rng.random((70, 6)).astype(np.float32)
+    b = rng.random((45, 6)).astype(np.float32)
+    b[:, 5] = a[0, 5] = 0.0  # a constant column within one block only
+    stacked = np.vstack([a * np.float64(2.0), b * np.float64(0.5)])
+    monkeypatch.setattr(F, "_ROWS", 16)  # many chunks, the last ones short
+    corr = F.correlation_matrix([(a, 2.0), (b, 0.5)])
+    np.testing.assert_allclose(corr, np.corrcoef(stacked, rowvar=False), atol=1e-12)
+    zero = np.zeros((5, 2), dtype=np.float32)
+    zero[:, 0] = [1, 2, 3, 4, 5]
+    assert np.isnan(F.correlation_matrix([(zero, 1.0)])[1]).all()  # a constant gene correlates with nothing
 
 
 def test_design_matrix_encodings():
@@ -148,6 +164,47 @@ def test_thinning_in_chunks_draws_what_one_draw_does(monkeypatch):
     monkeypatch.setattr(F, "_THIN_CHUNK", 97)  # many chunks, the last one short
     chunked = F.thin(X, 0.3, np.random.default_rng(5), names)
     np.testing.assert_array_equal(chunked.toarray(), whole.toarray())
+
+
+def test_binning_sparse_values_is_binning_them_dense():
+    edges = F.edges_for_base(BREAKS_LOG2, math.e)
+    X = sp.random(60, 9, density=0.4, random_state=4, format="csr", dtype=np.float32)
+    X.data *= 12.0
+    expected = np.searchsorted(edges, X.toarray(), side="left") - 1
+    expected[expected >= len(edges) - 1] = -1
+    np.testing.assert_array_equal(F.discretize(X, edges), expected)
+    np.testing.assert_array_equal(F.discretize(X.toarray(), edges), expected)
+    unsorted = X[:, ::-1][:, ::-1]  # the same values, the indices stored out of order
+    unsorted.has_canonical_format = False
+    np.testing.assert_array_equal(F.discretize(unsorted, edges), expected)
+
+
+def test_training_on_design_chunks_is_training_on_the_whole_design(monkeypatch):
+    import xgboost as xgb
+
+    from sctransfer.models.castle._model import _training_matrix
+
+    rng = np.random.default_rng(2)
+    bins = rng.integers(0, 4, size=(300, 12)).astype(np.int8)
+    y = ((bins[:, 0] == 1) | (bins[:, 3] > 2)).astype(np.float32)
+    rows, cols = np.arange(20, 300), np.array([0, 3, 5, 7])
+    levels = F.observed_levels(bins[:, cols])
+    weight = F.balanced_weights(y[rows].astype(np.int64), 2)
+    params = {"tree_method": "hist", "objective": "binary:logistic", "nthread": 1, "seed": 0, "max_depth": 3}
+    whole = xgb.DMatrix(F.design_matrix(bins[rows][:, cols], levels, "onehot"), label=y[rows], weight=weight)
+    monkeypatch.setattr(F, "_ROWS", 64)  # five chunks, the last one short
+    chunked = _training_matrix(xgb, bins, rows, cols, levels, "onehot", y[rows], weight, params)
+    assert isinstance(chunked, xgb.QuantileDMatrix)
+    a, b = (xgb.train(params, m, num_boost_round=5) for m in (whole, chunked))
+    assert a.save_raw() == b.save_raw()
+
+
+def test_prediction_by_row_chunks_is_the_same(pair, monkeypatch):
+    source, target = pair
+    model = fit(source, target)
+    whole = model.predict_proba(target)
+    monkeypatch.setattr(F, "_ROWS", 37)
+    pd.testing.assert_frame_equal(model.predict_proba(target), whole)
 
 
 def test_fit_out_of_memory_names_the_step_and_what_lowers_it(pair, monkeypatch):
@@ -467,6 +524,7 @@ def test_reference_bins_use_values_as_they_are(pair):
         ({"gene_case": "upper"}, "gene_case must be"),
         ({"unknown_pattern": "unknown("}, "unknown_pattern must be"),
         ({"class_weight": "sqrt"}, "class_weight must be"),
+        ({"n_jobs": 0}, "n_jobs must be"),
     ],
 )
 def test_bad_options(kwargs, message):

@@ -30,7 +30,8 @@ class SctransferSettings:
         the training libraries' own messages and warnings, 4 adds debug records. ``None`` follows
         ``scanpy.settings.verbosity`` when scanpy is loaded, else 1.
     n_jobs
-        Threads of the kNN search and of MetaNeighbor's matrix products (its BLAS pool). ``None`` uses
+        Threads of the kNN search, of MetaNeighbor's matrix products (its BLAS pool) and of CaSTLe's
+        XGBoost (unless its ``n_jobs`` is given). ``None`` uses
         numba's thread count (every core unless limited, for example by ``NUMBA_NUM_THREADS``); ``-1``
         means the same.
     progress_bar
@@ -88,7 +89,7 @@ class SctransferSettings:
     # ---- threads ------------------------------------------------------------------------------
     @property
     def n_jobs(self) -> int | None:
-        """Threads of the kNN search and of MetaNeighbor's BLAS products; ``None`` is numba's thread count."""
+        """Threads of the kNN search, MetaNeighbor's BLAS products and CaSTLe's XGBoost."""
         return self._n_jobs
 
     @n_jobs.setter

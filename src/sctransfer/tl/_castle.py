@@ -28,7 +28,7 @@ def castle(
     source_layer: str | None = None,
     key_added: str = "castle",
     random_state: int | None = 0,
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
     save_model: str | os.PathLike[str] | None = None,
     copy: bool = False,
     **model_kwargs: Any,

@@ -216,7 +216,7 @@ def _run_castle(inputs: TransferInputs, **options: Any) -> TransferResult:
     classes = np.asarray(inputs.classes, dtype=object)
     n_source = int(labelled.sum())
     source = AnnData(
-        X=inputs.reference_log[np.flatnonzero(labelled)],
+        X=inputs.reference_log if labelled.all() else inputs.reference_log[np.flatnonzero(labelled)],
         obs=pd.DataFrame(
             {"label": pd.Categorical(classes[inputs.codes[labelled]])},
             index=pd.Index([str(i) for i in range(n_source)]),

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 ArrayLike = np.ndarray | sp.spmatrix | sp.sparray
 
@@ -49,7 +50,7 @@ def discretize(X: ArrayLike, edges: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     X
-        Values (dense or sparse; sparse input is densified).
+        Values (dense or sparse; sparse input is binned from its stored values, never densified).
     edges
         Increasing bin edges (the first below every value, the last ``inf``).
 
@@ -57,10 +58,50 @@ def discretize(X: ArrayLike, edges: np.ndarray) -> np.ndarray:
     -------
     An ``int8`` array of the shape of ``X``; values outside ``(edges[0], edges[-1]]`` get ``-1``.
     """
-    dense = X.toarray() if sp.issparse(X) else np.asarray(X)
-    bins = np.searchsorted(edges, dense, side="left") - 1
-    bins[bins >= len(edges) - 1] = -1
-    return bins.astype(np.int8)
+    edges = np.asarray(edges, dtype=np.float64)
+    if sp.issparse(X):
+        Xc = sp.csr_matrix(X)
+        if Xc.has_canonical_format:
+            values = np.append(Xc.data, Xc.data.dtype.type(0))[None, :]  # the stored values, then a zero
+            stored = np.empty(values.shape, dtype=np.int8)
+            _bin_dense(values, edges, stored)
+            out = np.empty(Xc.shape, dtype=np.int8)
+            _scatter_rows(Xc.indptr, Xc.indices, stored[0], stored[0, -1], out)
+            return out
+        X = Xc.toarray()
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype.kind != "f":
+        flat = np.searchsorted(edges, X, side="left") - 1
+        flat[flat >= len(edges) - 1] = -1
+        return flat.astype(np.int8)
+    out = np.empty(X.shape, dtype=np.int8)
+    _bin_dense(X, edges, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _bin_dense(X: np.ndarray, edges: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    # a value's bin is the number of edges below it (np.searchsorted(side="left") on the sorted edges)
+    # minus one, and -1 outside the edges. Counted without a branch and written out here: a helper
+    # function or an early exit made the loop five times slower.
+    n_edges = edges.size
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            x = X[i, j]
+            count = 0
+            for k in range(n_edges):
+                count += edges[k] < x
+            out[i, j] = -1 if count == 0 or count == n_edges else count - 1
+
+
+@njit(cache=True, nogil=True)
+def _scatter_rows(
+    indptr: np.ndarray, indices: np.ndarray, stored: np.ndarray, fill: np.int8, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        out[i, :] = fill
+        for p in range(indptr[i], indptr[i + 1]):
+            out[i, indices[p]] = stored[p]
 
 
 def detected_in(X: ArrayLike, min_cells: int) -> np.ndarray:
@@ -200,13 +241,47 @@ def union_top(by_mean: np.ndarray, by_nmi: np.ndarray, n_features: int) -> np.nd
     return np.concatenate([first, second[~np.isin(second, first)]])
 
 
-def correlation_keep(X: np.ndarray, threshold: float, method: str) -> np.ndarray:
+def correlation_matrix(blocks: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Pearson correlations between the columns of stacked, scaled blocks.
+
+    The blocks are read by row chunks in float64, so neither the stack nor a float64 copy of a block is
+    ever made: at a million cells the filter's stacked, centred and scaled copies had taken 12 GB.
+
+    Parameters
+    ----------
+    blocks
+        ``(values, scale)`` pairs: dense cells x genes values (the same genes in every block), stacked as
+        ``values * scale``.
+
+    Returns
+    -------
+    The genes x genes correlations (float64); a constant column's row and column are NaN.
+    """
+    n_rows = sum(values.shape[0] for values, _ in blocks)
+    n_cols = blocks[0][0].shape[1]
+    total = np.zeros(n_cols)
+    for values, scale in blocks:
+        for start in range(0, values.shape[0], _ROWS):
+            total += values[start : start + _ROWS].sum(axis=0, dtype=np.float64) * scale
+    mean = total / max(n_rows, 1)
+    gram = np.zeros((n_cols, n_cols))
+    for values, scale in blocks:
+        for start in range(0, values.shape[0], _ROWS):
+            centred = values[start : start + _ROWS].astype(np.float64) * scale - mean
+            gram += centred.T @ centred
+    norms = np.sqrt(np.diag(gram))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return gram / np.outer(norms, norms)
+
+
+def correlation_keep(corr: np.ndarray, threshold: float, method: str) -> np.ndarray:
     """Which columns survive the correlation filter.
 
     Parameters
     ----------
-    X
-        Dense values, cells x selected genes, in the order of selection.
+    corr
+        Correlations between the selected genes, in the order of selection (:func:`correlation_matrix`;
+        NaN for a constant gene).
     threshold
         Pearson correlation above which a gene is redundant.
     method
@@ -220,21 +295,17 @@ def correlation_keep(X: np.ndarray, threshold: float, method: str) -> np.ndarray
     -------
     A boolean mask over the columns.
     """
-    n_genes = X.shape[1]
+    n_genes = corr.shape[0]
     if method == "reference":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            corr = np.corrcoef(X, rowvar=False).reshape(n_genes, n_genes)
+        corr = corr.copy()
         corr[~np.tri(n_genes, k=-1, dtype=bool)] = 0.0
         with np.errstate(invalid="ignore"):
             return (corr < threshold).any(axis=0)
-    centred = X - X.mean(axis=0)
-    norms = np.sqrt((centred**2).sum(axis=0))
-    constant = norms == 0
-    unit = np.divide(centred, norms, out=np.zeros_like(centred), where=~constant)
-    redundant = np.abs(unit.T @ unit) > threshold
+    with np.errstate(invalid="ignore"):
+        redundant = np.abs(corr) > threshold  # NaN (a constant gene) is never redundant
     keep = np.zeros(n_genes, dtype=bool)
     for j in range(n_genes):
-        keep[j] = constant[j] or not redundant[j, :j][keep[:j]].any()
+        keep[j] = not redundant[j, :j][keep[:j]].any()
     return keep
 
 
@@ -276,27 +347,71 @@ def thin(X: ArrayLike, dropout: float, rng: np.random.Generator, names: Sequence
     change which values are dropped.
     """
     order = np.argsort(np.asarray(names, dtype=str), kind="stable")
-    inverse = np.argsort(order)
     if sp.issparse(X):
-        out = sp.csr_matrix(X)[:, order]
-        out.sort_indices()
-        # drawn in chunks (the same stream as one draw): one float64 per stored value was 3.5 GB at 1M cells
-        for start in range(0, out.data.size, _THIN_CHUNK):
-            part = out.data[start : start + _THIN_CHUNK]
-            part[rng.random(part.size) < dropout] = 0.0
-        out.eliminate_zeros()
-        out = out[:, inverse]
-        out.sort_indices()
-        return out
+        return _thin_sparse(sp.csr_matrix(X), dropout, rng, np.argsort(order))
     out = np.array(X, copy=True)[:, order]
     nonzero = np.flatnonzero(out)
     out.flat[nonzero[rng.random(nonzero.size) < dropout]] = 0.0
-    return out[:, inverse]
+    return out[:, np.argsort(order)]
 
 
-def observed_levels(bins: np.ndarray) -> list[list[int]]:
-    """Sorted distinct bin indices of every column (``-1``, out of range, is not a level)."""
-    return [sorted(int(v) for v in np.unique(col) if v >= 0) for col in bins.T]
+def _thin_sparse(
+    X: sp.csr_matrix, dropout: float, rng: np.random.Generator, rank: np.ndarray
+) -> sp.csr_matrix:
+    """:func:`thin` of a CSR matrix without reordering it: ``rank`` is each column's place by name.
+
+    The stored values get their draws row by row, in the order of their columns' ``rank`` (what a copy
+    with the columns sorted by name would store), in chunks of about ``_THIN_CHUNK`` values. Only a mask
+    and the kept values are allocated: permuting the columns and back had taken two copies of the matrix.
+    """
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    n_rows, n_cols = X.shape
+    indptr = X.indptr.astype(np.int64)
+    keep = np.empty(X.nnz, dtype=bool)
+    kept_per_row = np.zeros(n_rows, dtype=np.int64)
+    row = 0
+    while row < n_rows:
+        # the rows whose stored values fit in a chunk (at least one row)
+        stop = int(np.searchsorted(indptr, indptr[row] + _THIN_CHUNK, side="right")) - 1
+        stop = min(max(stop, row + 1), n_rows)
+        lo, hi = int(indptr[row]), int(indptr[stop])
+        local_row = np.repeat(np.arange(stop - row, dtype=np.int64), np.diff(indptr[row : stop + 1]))
+        by_name = np.argsort(local_row * n_cols + rank[X.indices[lo:hi]], kind="stable")
+        chunk = np.empty(hi - lo, dtype=bool)
+        chunk[by_name] = rng.random(hi - lo) >= dropout
+        chunk &= X.data[lo:hi] != 0
+        keep[lo:hi] = chunk
+        kept_per_row[row:stop] = np.bincount(local_row[chunk], minlength=stop - row)
+        row = stop
+    new_indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(kept_per_row, out=new_indptr[1:])
+    index_dtype = (
+        np.int32
+        if new_indptr[-1] <= np.iinfo(np.int32).max and n_cols <= np.iinfo(np.int32).max
+        else np.int64
+    )
+    out = sp.csr_matrix(
+        (X.data[keep], X.indices[keep].astype(index_dtype, copy=False), new_indptr.astype(index_dtype)),
+        shape=X.shape,
+    )
+    out.has_sorted_indices = X.has_sorted_indices
+    return out
+
+
+def observed_levels(*bins: np.ndarray) -> list[list[int]]:
+    """Sorted distinct bin indices of every column, over one or more blocks of rows.
+
+    ``-1`` (out of range) is not a level.
+    """
+    n_cols = bins[0].shape[1]
+    top = max((int(b.max()) for b in bins if b.size), default=-1)
+    present = np.zeros((top + 1, n_cols), dtype=bool)
+    for level in range(top + 1):
+        for block in bins:
+            present[level] |= (block == level).any(axis=0)
+    return [np.flatnonzero(present[:, j]).tolist() for j in range(n_cols)]
 
 
 def design_matrix(bins: np.ndarray, levels: Sequence[Sequence[int]], encoding: str) -> np.ndarray:
@@ -317,16 +432,23 @@ def design_matrix(bins: np.ndarray, levels: Sequence[Sequence[int]], encoding: s
     A float32 matrix, cells x columns (see :func:`design_columns`). A value in a bin that was not a level
     at fit time gets zeros in all of its gene's columns.
     """
-    blocks = []
-    if encoding == "treatment":
-        blocks.append(np.ones((bins.shape[0], 1), dtype=np.float32))
     skip = 1 if encoding == "treatment" else 0
-    for j, lv in enumerate(levels):
-        lv = np.asarray(lv[skip:], dtype=np.int8)
-        blocks.append((bins[:, j : j + 1] == lv[None, :]).astype(np.float32))
-    if not blocks:
-        return np.zeros((bins.shape[0], 0), dtype=np.float32)
-    return np.hstack(blocks)
+    gene = np.array([j for j, lv in enumerate(levels) for _ in lv[skip:]], dtype=np.int64)
+    level = np.array([v for lv in levels for v in lv[skip:]], dtype=np.int8)
+    out = np.empty((bins.shape[0], skip + gene.size), dtype=np.float32)
+    if skip:
+        out[:, 0] = 1.0
+    _one_hot(np.ascontiguousarray(bins, dtype=np.int8), gene, level, out[:, skip:])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _one_hot(
+    bins: np.ndarray, gene: np.ndarray, level: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    for i in range(bins.shape[0]):
+        for c in range(gene.size):
+            out[i, c] = 1.0 if bins[i, gene[c]] == level[c] else 0.0
 
 
 def design_columns(

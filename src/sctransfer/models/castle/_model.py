@@ -19,6 +19,7 @@ from ..._utils._docs import inject_docs
 from ..._utils._keys import NOT_CLASSIFIED_LABEL
 from ..._utils._logging import logger
 from ..._utils._memory import memory_step
+from ..._utils._settings import settings as sct_settings
 from ..._utils._validation import (
     check_n_classes,
     check_nonempty,
@@ -27,6 +28,7 @@ from ..._utils._validation import (
     count_detected,
     float_dtype,
     get_matrix,
+    is_in_memory,
     take_columns,
 )
 from . import _features as F
@@ -155,6 +157,60 @@ def _as_float(X: Any) -> Any:
 
 def _dense(X: Any) -> np.ndarray:
     return X.toarray() if sp.issparse(X) else np.asarray(X)
+
+
+def _columns(X: Any, columns: np.ndarray, name: str) -> Any:
+    """:func:`take_columns`, but ``X`` itself when it is in memory and every column is taken in order.
+
+    The fit only reads the result, so at a million cells this saves a copy of the source's values.
+    """
+    if is_in_memory(X) and np.array_equal(columns, np.arange(X.shape[1])):
+        return X
+    return take_columns(X, columns, name=name)
+
+
+def _training_matrix(
+    xgb: Any,
+    bins: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    levels: list[list[int]],
+    encoding: str,
+    label: np.ndarray,
+    weight: np.ndarray | None,
+    params: dict[str, Any],
+) -> Any:
+    """XGBoost's training matrix of the one-hot design of ``bins[rows][:, cols]``.
+
+    With the ``hist`` tree method it is a ``QuantileDMatrix`` fed by row chunks, so the dense float32
+    design (2.9 GB at a million cells and 180 genes) and XGBoost's copy of it are never made; the model is
+    the same as from a ``DMatrix`` of the whole design. Other tree methods need the ``DMatrix``.
+    """
+    if params.get("tree_method") != "hist":
+        design = F.design_matrix(bins[rows][:, cols], levels, encoding)
+        return xgb.DMatrix(design, label=label, weight=weight)
+
+    class Chunks(xgb.DataIter):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            self._start = 0
+            super().__init__()
+
+        def next(self, input_data: Any) -> bool:
+            if self._start >= rows.size:
+                return False
+            part = slice(self._start, self._start + F._ROWS)
+            input_data(
+                data=F.design_matrix(bins[rows[part]][:, cols], levels, encoding),
+                label=label[part],
+                weight=None if weight is None else weight[part],
+            )
+            self._start += F._ROWS
+            return True
+
+        def reset(self) -> None:
+            self._start = 0
+
+    return xgb.QuantileDMatrix(Chunks(), max_bin=params.get("max_bin", 256), nthread=params["nthread"])
 
 
 def _no_shared_genes_message(source: _Dataset, target: _Dataset | None, min_cells: int) -> str:
@@ -297,7 +353,7 @@ class CaSTLe:
         self_training: int = 0,
         pseudo_label_threshold: float = 0.9,
         random_state: int | None = 0,
-        n_jobs: int = 1,
+        n_jobs: int | None = None,
         reference: bool | None = None,
     ) -> None:
         self.settings = resolve_settings(
@@ -402,10 +458,10 @@ class CaSTLe:
             )
         n_source, n_genes = source.X.shape
         n_target = 0 if target is None else target.X.shape[0]
-        # about: two copies of the source's stored values (the genes kept, then thinned; float32 values, int32
-        # indices, and the thinning's draws) and the target's values densified for self-training
+        # about: the source's thinned copy (float32 values, int32 indices, a mask) and, per classifier, the
+        # candidate genes of every cell densified (float32 values and int8 bins)
         stored = float(getattr(source.X, "nnz", n_source * n_genes))
-        need = 2 * 16.0 * stored + (8.0 * n_target * n_genes if s.self_training else 0.0)
+        need = 9.0 * stored + 5.0 * (n_source + n_target) * 2 * s.n_features
         with memory_step(
             f"CaSTLe's fit on {n_source:,} source x {n_target:,} target cells ({n_genes:,} genes)",
             need,
@@ -440,13 +496,13 @@ class CaSTLe:
         if src_idx.size == 0:
             raise ValueError(_no_shared_genes_message(source, target, s.min_cells))
         genes = [str(g) for g in adata_source.var_names[src_idx]]
-        S = take_columns(source.X, src_idx, name=source.name)
+        S = _columns(source.X, src_idx, source.name)
         S = _as_float(S[keep] if not keep.all() else S)
         to_log2_s = math.log2(source.log_base)
         edges_s = F.edges_for_base(s.breaks, source.log_base)
         if target is not None:
             tgt_idx = target.keys.get_indexer(source.keys[src_idx])
-            T = _as_float(take_columns(target.X, tgt_idx, name=target.name))
+            T = _as_float(_columns(target.X, tgt_idx, target.name))
             to_log2_t = math.log2(target.log_base)
             edges_t = F.edges_for_base(s.breaks, target.log_base)
             n_target = T.shape[0]
@@ -499,9 +555,8 @@ class CaSTLe:
         # 5b. (optional) self-training: refit on the source plus confidently classified target cells
         n_pseudo: list[int] = []
         if s.self_training:
-            bins_t = F.discretize(_dense(T), edges_t)
             for _ in range(s.self_training):
-                proba = self._proba_from_bins(xgb, classifiers, bins_t, genes)
+                proba = self._proba(xgb, classifiers, T, edges_t, genes)
                 selected, pseudo = _pseudo_labels(proba, s.pseudo_label_threshold)
                 n_pseudo.append(int(selected.size))
                 logger.info("CaSTLe self-training: %d target cells pseudo-labelled", selected.size)
@@ -557,17 +612,28 @@ class CaSTLe:
             tables.append(table)
         return classifiers, tables
 
-    def _proba_from_bins(
-        self, xgb: Any, classifiers: list[_Classifier], bins: np.ndarray, genes: list[str]
+    def _proba(
+        self, xgb: Any, classifiers: list[_Classifier], X: Any, edges: np.ndarray, genes: list[str]
     ) -> np.ndarray:
-        """Cells x classes probabilities from bins over ``genes`` (the columns of ``bins``)."""
+        """Cells x classes probabilities from the values ``X`` over ``genes`` (its columns).
+
+        The values are binned with ``edges`` and encoded by row chunks, so neither the dense values nor a
+        classifier's whole design matrix is ever held.
+        """
         column = {g: j for j, g in enumerate(genes)}
-        outputs = []
-        for clf in classifiers:
-            cols = [column[g] for g in clf.genes]
-            design = F.design_matrix(bins[:, cols], clf.levels, self.settings.encoding)
-            outputs.append(self._booster_proba(xgb, clf, design))
-        return np.hstack(outputs)
+        cols = [np.array([column[g] for g in clf.genes], dtype=np.int64) for clf in classifiers]
+        chunks = []
+        for start in range(0, X.shape[0], F._ROWS):
+            bins = F.discretize(X[start : start + F._ROWS], edges)
+            chunks.append(
+                np.hstack([
+                    self._booster_proba(
+                        xgb, clf, F.design_matrix(bins[:, c], clf.levels, self.settings.encoding)
+                    )
+                    for clf, c in zip(classifiers, cols, strict=True)
+                ])
+            )  # fmt: skip
+        return np.vstack(chunks)
 
     def _booster_proba(self, xgb: Any, clf: _Classifier, design: np.ndarray) -> np.ndarray:
         dmat = xgb.DMatrix(design)
@@ -602,14 +668,15 @@ class CaSTLe:
         # after n_real) are already among the target's, so they are not counted twice
         Ds = _dense(S[:, candidates])
         Dt = _dense(T[:, candidates]) if T is not None else np.zeros((0, candidates.size))
-        # in float64 (the candidates only, never the whole matrix): the filter compares correlations with
-        # a threshold, so it must not depend on the input dtype
-        stacked = np.vstack([Ds[: data.n_real] * np.float64(data.to_log2_s), Dt * np.float64(data.to_log2_t)])
-        not_correlated = F.correlation_keep(stacked, s.correlation_threshold, s.correlation_filter)
+        # in float64 (by row chunks): the filter compares correlations with a threshold, so it must not
+        # depend on the input dtype
+        corr = F.correlation_matrix([(Ds[: data.n_real], data.to_log2_s), (Dt, data.to_log2_t)])
+        not_correlated = F.correlation_keep(corr, s.correlation_threshold, s.correlation_filter)
         # 4. bins; genes with one bin over source and target carry nothing
         Bs = F.discretize(Ds, data.edges_s)
         Bt = F.discretize(Dt, data.edges_t)
-        levels_all = F.observed_levels(np.vstack([Bs[: data.n_real], Bt]))
+        del Ds, Dt
+        levels_all = F.observed_levels(Bs[: data.n_real], Bt)
         multi_bin = np.array([len(lv) > 1 for lv in levels_all], dtype=bool)
         used = not_correlated & multi_bin
         cols = np.flatnonzero(used)
@@ -620,7 +687,6 @@ class CaSTLe:
                 "log_base)."
             )
         levels = [levels_all[j] for j in cols]
-        design = F.design_matrix(Bs[rows][:, cols], levels, s.encoding)
         if s.mode == "one_vs_rest":
             objective = "binary:logistic"
         elif n_classes > 2:
@@ -630,7 +696,7 @@ class CaSTLe:
         params = {
             **s.xgb_params,
             "objective": objective,
-            "nthread": s.n_jobs,
+            "nthread": sct_settings.threads(s.n_jobs),
             "seed": s.random_state if s.random_state is not None else 0,
             "verbosity": 0,
         }
@@ -640,7 +706,9 @@ class CaSTLe:
         if s.class_weight == "balanced":
             n_groups = 2 if s.mode == "one_vs_rest" else n_classes
             weight = F.balanced_weights(y[rows], n_groups)
-        dtrain = xgb.DMatrix(design, label=y[rows].astype(np.float32), weight=weight)
+        dtrain = _training_matrix(
+            xgb, Bs, rows, cols, levels, s.encoding, y[rows].astype(np.float32), weight, params
+        )
         booster = xgb.train(params, dtrain, num_boost_round=s.n_rounds)
         cand_genes = [data.genes[j] for j in candidates]
         n_mean = min(s.n_features, len(by_mean))
@@ -694,8 +762,8 @@ class CaSTLe:
                 f"(e.g. {missing[:5]}){hint}; predict needs every gene the model uses."
             )
         edges = F.edges_for_base(s.breaks, data.log_base)
-        bins = F.discretize(_as_float(take_columns(data.X, pos, name=data.name)), edges)
-        return self._proba_from_bins(xgb, self._classifiers, bins, needed)
+        values = _as_float(take_columns(data.X, pos, name=data.name))
+        return self._proba(xgb, self._classifiers, values, edges, needed)
 
     def predict_scores(
         self, adata: AnnData, *, layer: str | None = None
@@ -834,7 +902,7 @@ class CaSTLe:
         for entry in content["classifiers"]:
             booster = xgb.Booster()
             booster.load_model(str(path / entry["file"]))
-            booster.set_param({"nthread": model.settings.n_jobs})
+            booster.set_param({"nthread": sct_settings.threads(model.settings.n_jobs)})
             classifiers.append(
                 _Classifier(
                     name=entry["name"], genes=list(entry["genes"]),

@@ -65,7 +65,7 @@ class CaSTLeSettings:
     pseudo_label_threshold: float = 0.9
     gene_case: str = "exact"
     random_state: int | None = 0
-    n_jobs: int = 1
+    n_jobs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (lists, not tuples; ``inf`` stays a float)."""
@@ -136,6 +136,15 @@ def _check_log_base(value: Any) -> float | str:
     if not ok or not np.isfinite(value) or value <= 1:
         raise ValueError(f"log_base must be 'auto', 'e' or a number > 1 (such as 2 or 10), got {value!r}.")
     return float(value)
+
+
+def _check_n_jobs(value: Any) -> int | None:
+    if value is None:
+        return None
+    value = check_int(value, "n_jobs")
+    if value == -1 or value >= 1:
+        return None if value == -1 else value
+    raise ValueError(f"n_jobs must be a positive number of threads, -1 or None (every core), got {value}.")
 
 
 def resolve_settings(
@@ -236,7 +245,7 @@ def resolve_settings(
         ),
         gene_case=check_choice(values.get("gene_case", "exact"), "gene_case", GENE_CASES),
         random_state=random_state,
-        n_jobs=check_int(values.get("n_jobs", 1), "n_jobs"),
+        n_jobs=_check_n_jobs(values.get("n_jobs")),
     )
     return settings
 
@@ -277,7 +286,8 @@ CASTLE_DOCS: dict[str, str] = {
         ``var_names``) or ``"ignore"`` (compared upper-cased; names that then collide within one dataset are
         an error). Gene order never matters.""",
     "castle_n_jobs": """n_jobs
-        XGBoost threads (results do not depend on it).""",
+        XGBoost threads; ``None`` uses ``sct.settings.n_jobs``, and by default every core (results do not
+        depend on it).""",
     "castle_options": """min_cells
         A gene is used only if it is detected (value ``> 0``) in more than ``min_cells`` cells of the source
         and, when a target is given, of the target (default ``10``).
