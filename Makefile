@@ -139,7 +139,7 @@ bench: $(BENCH_STAMP) $(SCIB_STAMP) $(SCGEN_STAMP)
 	$(BIN)/python benchmarks/label_transfer.py
 	$(BIN)/python benchmarks/label_transfer_mop.py
 	$(BIN)/python benchmarks/knn_speed.py
-	$(BIN)/python benchmarks/knn_backends.py --sizes 10000 100000 --faiss-targets 0.97 0.99
+	$(BIN)/python benchmarks/knn_backends.py --sizes 10000 100000 --targets 0.99 0.97
 	$(BIN)/python benchmarks/gene_activity.py
 	$(BIN)/python benchmarks/castle.py
 	$(BIN)/python benchmarks/metaneighbor_speed.py
