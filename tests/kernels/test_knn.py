@@ -364,3 +364,25 @@ def test_knn_memory_error_names_step_and_options(monkeypatch):
         MemoryError, match=r"exact kNN search of 20 query x 200 reference rows.*GB.*query in parts"
     ):
         knn(q, r, k=5, backend="exact")
+
+
+@pytest.mark.parametrize("prune", [0.0, 1 / 15, 0.3])
+def test_shared_neighbour_links_are_the_thresholded_upper_triangle_of_the_overlaps(prune):
+    from sctransfer.kernels._knn import shared_neighbour_links
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(300, 5))
+    X[:150] += 2.0
+    k = 12
+    idx = knn(X, X, k=k, metric="euclidean").indices
+    A = sp.csr_matrix((np.ones(idx.size), idx.ravel(), np.arange(0, idx.size + 1, k)), shape=(300, 300))
+    shared = (A @ A.T).tocoo()
+    overlap = shared.data / (2 * k - shared.data)
+    keep = (shared.row < shared.col) & (overlap >= prune)
+    expected = sp.csr_matrix((overlap[keep], (shared.row[keep], shared.col[keep])), shape=(300, 300)).tocoo()
+    first, second, weight = shared_neighbour_links(idx, k, prune)
+    np.testing.assert_array_equal(first, expected.row)  # ordered by first, then second
+    np.testing.assert_array_equal(second, expected.col)
+    np.testing.assert_array_equal(weight, expected.data)
+    with pytest.raises(ValueError, match="neighbours among the same"):
+        shared_neighbour_links(idx[:10], k, prune)  # indices beyond the 10 cells

@@ -162,7 +162,9 @@ def harmony(
 
     def objective() -> float:
         entropy = float(np.sum(R * np.log(np.maximum(R, 1e-300))))
-        diversity = float(np.sum(R * (theta * np.log((Obs + 1.0) / (E + 1.0)))[:, codes].T))
+        # sum_i sum_k R[i, k] theta log(...)[k, batch of i] over the cells is this sum over clusters and
+        # batches (Obs holds each batch's sums of R), without an n_cells x K gather
+        diversity = float(np.sum(Obs * (theta * np.log((Obs + 1.0) / (E + 1.0)))))
         return float(np.sum(R * dist)) + sigma * entropy + sigma * diversity
 
     block = max(1, int(np.ceil(n * block_fraction)))

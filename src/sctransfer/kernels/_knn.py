@@ -932,3 +932,103 @@ def knn_vote(
     predicted[~has_votes] = -1
     fraction = np.where(has_votes, fraction, 0.0)
     return predicted, fraction, votes
+
+
+def shared_neighbour_links(
+    indices: np.ndarray, n_neighbors: int, prune: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Links of a shared-nearest-neighbour graph, as Seurat weighs them.
+
+    Two cells are linked with the Jaccard overlap ``s / (2 k - s)`` of their neighbourhoods, where ``s``
+    is the number of cells in both (``indices`` rows, each cell itself included) and ``k`` is
+    ``n_neighbors``; links under ``prune`` are dropped.
+
+    Parameters
+    ----------
+    indices
+        ``n_cells x k`` neighbour indices (distinct within a row).
+    n_neighbors
+        ``k`` of the Jaccard overlap.
+    prune
+        Least overlap of a kept link.
+
+    Returns
+    -------
+    ``(first, second, weight)``: every kept link once, ``first < second``, ordered by ``first`` then
+    ``second``. The same as the upper triangle of ``A @ A.T`` (``A`` the neighbourhood indicators)
+    thresholded, without its ``n x k^2`` entries in memory.
+    """
+    idx = np.ascontiguousarray(indices, dtype=np.int64)
+    if idx.ndim != 2 or (idx.size and (idx.min() < 0 or idx.max() >= idx.shape[0])):
+        raise ValueError(
+            "indices must be an n_cells x k array of neighbours among the same n_cells cells (0..n_cells-1)."
+        )
+    return _snn_links(idx, int(n_neighbors), float(prune))
+
+
+@njit(cache=True, nogil=True)
+def _snn_links(
+    idx: np.ndarray, k: int, prune: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    n = idx.shape[0]
+    # the cells that have each cell among their neighbours (A's columns)
+    start = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        for j in idx[i]:
+            start[j + 1] += 1
+    for j in range(n):
+        start[j + 1] += start[j]
+    members = np.empty(start[n], dtype=np.int64)
+    fill = start[:-1].copy()
+    for i in range(n):
+        for j in idx[i]:
+            members[fill[j]] = i
+            fill[j] += 1
+    shared = np.zeros(n, dtype=np.int64)
+    touched = np.empty(n, dtype=np.int64)
+    kept = np.empty(n, dtype=np.int64)
+    kept_shared = np.zeros(n, dtype=np.float64)
+    capacity = max(16, n * 8)
+    first = np.empty(capacity, dtype=np.int64)
+    second = np.empty(capacity, dtype=np.int64)
+    weight = np.empty(capacity, dtype=np.float64)
+    n_links = 0
+    two_k = 2.0 * k
+    for i in range(n):
+        n_touched = 0
+        for j in idx[i]:
+            for p in range(start[j], start[j + 1]):
+                m = members[p]
+                if m > i:
+                    if shared[m] == 0:
+                        touched[n_touched] = m
+                        n_touched += 1
+                    shared[m] += 1
+        # the kept partners first (few of the touched cells), then sorted
+        n_kept = 0
+        for t in range(n_touched):
+            m = touched[t]
+            s = float(shared[m])
+            shared[m] = 0
+            if s / (two_k - s) >= prune:
+                kept[n_kept] = m
+                kept_shared[m] = s
+                n_kept += 1
+        for m in np.sort(kept[:n_kept]):
+            if n_links == capacity:
+                capacity *= 2
+                first = _grown(first, capacity)
+                second = _grown(second, capacity)
+                weight = _grown(weight, capacity)
+            first[n_links] = i
+            second[n_links] = m
+            weight[n_links] = kept_shared[m] / (two_k - kept_shared[m])
+            n_links += 1
+    return first[:n_links].copy(), second[:n_links].copy(), weight[:n_links].copy()
+
+
+@njit(cache=True, nogil=True)
+def _grown(values: np.ndarray, capacity: int) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.empty(capacity, dtype=values.dtype)
+    out[: values.size] = values
+    return out
