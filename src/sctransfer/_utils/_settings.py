@@ -76,7 +76,7 @@ class SctransferSettings:
     @verbosity.setter
     def verbosity(self, value: int | None) -> None:
         if value is not None:
-            value = _check_int(value, "verbosity")
+            value = _check_int(value, "sct.settings.verbosity")
             if not 0 <= value <= 4:
                 raise ValueError(f"sct.settings.verbosity must be 0-4 or None, got {value}.")
         self._verbosity = value
@@ -94,15 +94,7 @@ class SctransferSettings:
 
     @n_jobs.setter
     def n_jobs(self, value: int | None) -> None:
-        if value is not None:
-            value = _check_int(value, "n_jobs")
-            if value == -1:
-                value = None
-            elif value < 1:
-                raise ValueError(
-                    f"sct.settings.n_jobs must be a positive number of threads, -1 or None, got {value}."
-                )
-        self._n_jobs = value
+        self._n_jobs = check_n_jobs(value, "sct.settings.n_jobs")
 
     def threads(self, n_jobs: int | None = None) -> int:
         """The number of threads to use: ``n_jobs``, else the setting, else numba's default."""
@@ -172,9 +164,21 @@ class SctransferSettings:
         )
 
 
+def check_n_jobs(value: Any, name: str = "n_jobs") -> int | None:
+    """A thread count: a positive number, or ``None`` (``-1`` means the same) for the default."""
+    if value is None:
+        return None
+    value = _check_int(value, name)
+    if value == -1:
+        return None
+    if value < 1:
+        raise ValueError(f"{name} must be a positive number of threads, -1 or None, got {value}.")
+    return value
+
+
 def _check_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise ValueError(f"sct.settings.{name} must be an integer, got {value!r}.")
+        raise ValueError(f"{name} must be an integer, got {value!r}.")
     return int(value)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..._utils._presets import preset_type, resolve_preset
+from ..._utils._settings import check_n_jobs
 from ..._utils._validation import check_choice, check_float, check_int
 
 #: Source labels that mean "no cell type" in the reference scripts (a regular expression, searched).
@@ -138,15 +139,6 @@ def _check_log_base(value: Any) -> float | str:
     return float(value)
 
 
-def _check_n_jobs(value: Any) -> int | None:
-    if value is None:
-        return None
-    value = check_int(value, "n_jobs")
-    if value == -1 or value >= 1:
-        return None if value == -1 else value
-    raise ValueError(f"n_jobs must be a positive number of threads, -1 or None (every core), got {value}.")
-
-
 def resolve_settings(
     *, preset: str = "default", reference: bool | None = None, **options: Any
 ) -> CaSTLeSettings:
@@ -245,7 +237,7 @@ def resolve_settings(
         ),
         gene_case=check_choice(values.get("gene_case", "exact"), "gene_case", GENE_CASES),
         random_state=random_state,
-        n_jobs=_check_n_jobs(values.get("n_jobs")),
+        n_jobs=check_n_jobs(values.get("n_jobs")),
     )
     return settings
 
