@@ -987,7 +987,7 @@ def _snn_links(
     shared = np.zeros(n, dtype=np.int64)
     touched = np.empty(n, dtype=np.int64)
     kept = np.empty(n, dtype=np.int64)
-    kept_shared = np.zeros(n, dtype=np.float64)
+    overlap = np.zeros(n, dtype=np.float64)  # of the kept partners of the current cell
     capacity = max(16, n * 8)
     first = np.empty(capacity, dtype=np.int64)
     second = np.empty(capacity, dtype=np.int64)
@@ -1010,9 +1010,9 @@ def _snn_links(
             m = touched[t]
             s = float(shared[m])
             shared[m] = 0
-            if s / (two_k - s) >= prune:
+            overlap[m] = s / (two_k - s)
+            if overlap[m] >= prune:
                 kept[n_kept] = m
-                kept_shared[m] = s
                 n_kept += 1
         for m in np.sort(kept[:n_kept]):
             if n_links == capacity:
@@ -1022,7 +1022,7 @@ def _snn_links(
                 weight = _grown(weight, capacity)
             first[n_links] = i
             second[n_links] = m
-            weight[n_links] = kept_shared[m] / (two_k - kept_shared[m])
+            weight[n_links] = overlap[m]
             n_links += 1
     return first[:n_links].copy(), second[:n_links].copy(), weight[:n_links].copy()
 
