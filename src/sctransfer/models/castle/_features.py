@@ -44,6 +44,10 @@ def edges_for_base(breaks: Sequence[float], log_base: float) -> np.ndarray:
     return edges * (np.log(2.0) / np.log(log_base))
 
 
+#: the value types the binning kernel is compiled for (others are binned as float64)
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def discretize(X: ArrayLike, edges: np.ndarray) -> np.ndarray:
     """Bin index of every value: bin ``i`` holds ``edges[i] < x <= edges[i + 1]``.
 
@@ -62,7 +66,8 @@ def discretize(X: ArrayLike, edges: np.ndarray) -> np.ndarray:
     if sp.issparse(X):
         Xc = sp.csr_matrix(X)
         if Xc.has_canonical_format:
-            values = np.append(Xc.data, Xc.data.dtype.type(0))[None, :]  # the stored values, then a zero
+            data = Xc.data if Xc.data.dtype in _KERNEL_DTYPES else Xc.data.astype(np.float64)
+            values = np.append(data, data.dtype.type(0))[None, :]  # the stored values, then a zero
             stored = np.empty(values.shape, dtype=np.int8)
             _bin_dense(values, edges, stored)
             out = np.empty(Xc.shape, dtype=np.int8)
@@ -70,10 +75,8 @@ def discretize(X: ArrayLike, edges: np.ndarray) -> np.ndarray:
             return out
         X = Xc.toarray()
     X = np.asarray(X)
-    if X.ndim != 2 or X.dtype.kind != "f" or X.dtype.itemsize < 4:  # the kernel takes float32 and float64
-        flat = np.searchsorted(edges, X, side="left") - 1
-        flat[flat >= len(edges) - 1] = -1
-        return flat.astype(np.int8)
+    if X.dtype not in _KERNEL_DTYPES:
+        X = X.astype(np.float64)
     out = np.empty(X.shape, dtype=np.int8)
     _bin_dense(X, edges, out)
     return out
