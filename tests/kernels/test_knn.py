@@ -386,3 +386,5 @@ def test_shared_neighbour_links_are_the_thresholded_upper_triangle_of_the_overla
     np.testing.assert_array_equal(weight, expected.data)
     with pytest.raises(ValueError, match="neighbours among the same"):
         shared_neighbour_links(idx[:10], k, prune)  # indices beyond the 10 cells
+    with pytest.raises(ValueError, match="at least the columns"):
+        shared_neighbour_links(idx, k - 1, prune)

@@ -963,6 +963,10 @@ def shared_neighbour_links(
         raise ValueError(
             "indices must be an n_cells x k array of neighbours among the same n_cells cells (0..n_cells-1)."
         )
+    if n_neighbors < idx.shape[1]:
+        raise ValueError(
+            f"n_neighbors ({n_neighbors}) must be at least the columns of indices ({idx.shape[1]})."
+        )
     return _snn_links(idx, int(n_neighbors), float(prune))
 
 
@@ -970,33 +974,40 @@ def shared_neighbour_links(
 def _snn_links(
     idx: np.ndarray, k: int, prune: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    n = idx.shape[0]
+    n, width = idx.shape
     # the cells that have each cell among their neighbours (A's columns)
     start = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
-        for j in idx[i]:
-            start[j + 1] += 1
+        for a in range(width):
+            start[idx[i, a] + 1] += 1
     for j in range(n):
         start[j + 1] += start[j]
     members = np.empty(start[n], dtype=np.int64)
     fill = start[:-1].copy()
     for i in range(n):
-        for j in idx[i]:
+        for a in range(width):
+            j = idx[i, a]
             members[fill[j]] = i
             fill[j] += 1
+    two_k = 2.0 * k
+    # the overlap s / (2k - s) grows with the shared count s (at most width <= k): the least count kept
+    least = width + 1
+    for count in range(width, 0, -1):
+        if count / (two_k - count) >= prune:
+            least = count
     shared = np.zeros(n, dtype=np.int64)
     touched = np.empty(n, dtype=np.int64)
     kept = np.empty(n, dtype=np.int64)
     overlap = np.zeros(n, dtype=np.float64)  # of the kept partners of the current cell
-    capacity = max(16, n * 8)
+    capacity = max(16, n * width)
     first = np.empty(capacity, dtype=np.int64)
     second = np.empty(capacity, dtype=np.int64)
     weight = np.empty(capacity, dtype=np.float64)
     n_links = 0
-    two_k = 2.0 * k
     for i in range(n):
         n_touched = 0
-        for j in idx[i]:
+        for a in range(width):
+            j = idx[i, a]
             for p in range(start[j], start[j + 1]):
                 m = members[p]
                 if m > i:
@@ -1004,22 +1015,24 @@ def _snn_links(
                         touched[n_touched] = m
                         n_touched += 1
                     shared[m] += 1
-        # the kept partners first (few of the touched cells), then sorted
+        # the kept partners first (few of the touched cells), then sorted in place
         n_kept = 0
         for t in range(n_touched):
             m = touched[t]
-            s = float(shared[m])
+            count = shared[m]
             shared[m] = 0
-            overlap[m] = s / (two_k - s)
-            if overlap[m] >= prune:
+            if count >= least:
+                overlap[m] = count / (two_k - count)
                 kept[n_kept] = m
                 n_kept += 1
-        for m in np.sort(kept[:n_kept]):
-            if n_links == capacity:
-                capacity *= 2
-                first = _grown(first, capacity)
-                second = _grown(second, capacity)
-                weight = _grown(weight, capacity)
+        kept[:n_kept].sort()
+        if n_links + n_kept > capacity:
+            capacity = max(2 * capacity, n_links + n_kept)
+            first = _grown(first[:n_links], capacity)
+            second = _grown(second[:n_links], capacity)
+            weight = _grown(weight[:n_links], capacity)
+        for t in range(n_kept):
+            m = kept[t]
             first[n_links] = i
             second[n_links] = m
             weight[n_links] = overlap[m]
