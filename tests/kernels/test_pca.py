@@ -28,9 +28,10 @@ def _dense_reference(blocks, n_comps):
     return Z, s[:n_comps], Vt[:n_comps]
 
 
-def test_joint_pca_matches_dense_svd():
+@pytest.mark.parametrize("solver", ["randomized", "covariance"])
+def test_joint_pca_matches_dense_svd(solver):
     blocks = _blocks()
-    res = joint_pca(list(blocks), n_comps=5, n_iter=10, random_state=0)
+    res = joint_pca(list(blocks), n_comps=5, n_iter=10, random_state=0, solver=solver)
     Z, s, Vt = _dense_reference(blocks, 5)
     np.testing.assert_allclose(res.singular_values, s, rtol=1e-6)
     # same subspace, same sign convention up to the sign of each component
@@ -43,13 +44,27 @@ def test_joint_pca_matches_dense_svd():
     np.testing.assert_allclose(res.explained_variance_ratio, s**2 / total, rtol=1e-6)
 
 
-def test_joint_pca_dense_and_sparse_agree_and_seed_is_deterministic():
+@pytest.mark.parametrize("solver", ["randomized", "covariance"])
+def test_joint_pca_dense_and_sparse_agree_and_seed_is_deterministic(solver):
     blocks = _blocks(1)
-    sparse_res = joint_pca(list(blocks), n_comps=4, random_state=7)
-    dense_res = joint_pca([b.toarray() for b in blocks], n_comps=4, random_state=7)
+    sparse_res = joint_pca(list(blocks), n_comps=4, random_state=7, solver=solver)
+    dense_res = joint_pca([b.toarray() for b in blocks], n_comps=4, random_state=7, solver=solver)
     np.testing.assert_allclose(sparse_res.embeddings[0], dense_res.embeddings[0], atol=1e-10)
-    again = joint_pca(list(blocks), n_comps=4, random_state=7)
+    again = joint_pca(list(blocks), n_comps=4, random_state=7, solver=solver)
     np.testing.assert_array_equal(sparse_res.embeddings[1], again.embeddings[1])
+
+
+def test_joint_pca_auto_solver_takes_the_covariance_up_to_its_feature_limit(monkeypatch):
+    from sctransfer.kernels import _pca
+
+    blocks = list(_blocks(1))  # 40 features
+    for limit, solver in ((40, "covariance"), (39, "randomized")):
+        monkeypatch.setattr(_pca, "COVARIANCE_MAX_FEATURES", limit)
+        auto = joint_pca(blocks, n_comps=4, random_state=7)
+        chosen = joint_pca(blocks, n_comps=4, random_state=7, solver=solver)
+        np.testing.assert_array_equal(auto.embeddings[0], chosen.embeddings[0])
+    with pytest.raises(ValueError, match="solver must be one of"):
+        joint_pca(blocks, solver="arpack")
 
 
 def test_n_comps_is_capped_by_the_data():
@@ -69,16 +84,17 @@ def test_log_normalize(sparse):
     assert X[0, 1] == 3.0  # input untouched
 
 
-def test_joint_pca_memory_error_names_step_and_options(monkeypatch):
+@pytest.mark.parametrize(("solver", "step"), [("randomized", "_orthonormal"), ("covariance", "_covariance")])
+def test_joint_pca_memory_error_names_step_and_options(monkeypatch, solver, step):
     from sctransfer.kernels import _pca
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 80.0 GiB")
 
-    monkeypatch.setattr(_pca, "_orthonormal", out_of_memory)
+    monkeypatch.setattr(_pca, step, out_of_memory)
     X = sp.random(60, 30, density=0.3, format="csr", random_state=0, dtype=np.float32)
     with pytest.raises(MemoryError, match=r"joint PCA of 120 cells x 30 features.*GB.*lower n_comps"):
-        joint_pca([X, X], n_comps=5)
+        joint_pca([X, X], n_comps=5, solver=solver)
 
 
 def test_joint_pca_memory_error_under_an_address_space_cap(tmp_path):
@@ -143,17 +159,19 @@ def test_orthonormal_falls_back_to_qr_for_dependent_columns():
     np.testing.assert_allclose(Q.T @ Q, np.eye(5), atol=1e-10)
 
 
-def test_joint_pca_is_the_same_on_one_thread_and_two_over_many_chunks(monkeypatch):
+@pytest.mark.parametrize("solver", ["randomized", "covariance"])
+def test_joint_pca_is_the_same_on_one_thread_and_two_over_many_chunks(monkeypatch, solver):
     """The products run by fixed row chunks, so the thread count cannot change a single bit."""
     import sctransfer as sct
     from sctransfer.kernels import _pca
 
     monkeypatch.setattr(_pca, "_ROWS", 16)
+    monkeypatch.setattr(_pca, "_COVARIANCE_ROWS", 5)  # several densified pieces per chunk
     blocks = _blocks(2)
     results = []
     for n_jobs in (1, 2):
         monkeypatch.setattr(sct.settings, "n_jobs", n_jobs)
-        results.append(joint_pca(list(blocks), n_comps=5, random_state=3))
+        results.append(joint_pca(list(blocks), n_comps=5, random_state=3, solver=solver))
     for a, b in zip(results[0].embeddings, results[1].embeddings, strict=True):
         np.testing.assert_array_equal(a, b)
     _, s, _ = _dense_reference(blocks, 5)

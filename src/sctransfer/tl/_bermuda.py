@@ -27,6 +27,7 @@ from .._utils._validation import (
 )
 from ..kernels._knn import knn, shared_neighbour_links
 from ..kernels._metaneighbor import metaneighbor as _metaneighbor
+from ..kernels._pca import COVARIANCE_MAX_FEATURES, leading_eigenvectors
 from ..models.bermuda._config import PRESETS, BERMUDAPreset
 
 #: separator between the batch and the cluster in the per-batch cluster labels
@@ -241,9 +242,14 @@ def _scaled_pca(X: np.ndarray, *, n_comps: int, random_state: int) -> np.ndarray
     Z -= Z.mean(axis=0)
     Z /= np.where(sd > 0, sd, 1.0)
     np.clip(Z, None, 10.0, out=Z)
-    solver = "full" if Z.shape[1] <= 1000 else "randomized"
     # one BLAS thread: on a busy machine a spinning BLAS pool made these SVDs several times slower
     with threadpool_limits(limits=1, user_api="blas"):
+        if Z.shape[1] <= COVARIANCE_MAX_FEATURES:
+            # the exact PCA from the covariance matrix: a fifth of the time of a full SVD at 216 genes
+            Z -= Z.mean(axis=0)
+            _, Vt = leading_eigenvectors(Z.T @ Z, n_comps)
+            return Z @ Vt.T
+        solver = "full" if Z.shape[1] <= 1000 else "randomized"
         return PCA(n_components=n_comps, svd_solver=solver, random_state=random_state).fit_transform(Z)
 
 
