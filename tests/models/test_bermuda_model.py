@@ -88,6 +88,23 @@ def test_loss_sums_cluster_mse_and_pair_mmd():
     torch.testing.assert_close(out.loss, rec + 0.5 * tr)
 
 
+def test_pair_mmd_reuses_each_clusters_own_term_with_the_same_value_and_gradient():
+    from sctransfer.models.bermuda._module import pair_mmd
+
+    torch.manual_seed(1)
+    n_clusters, per = 5, 6
+    pairs = torch.tensor([[0, 3], [1, 3], [2, 4], [0, 4]])  # clusters 0, 3 and 4 are in two pairs each
+    z = torch.randn(n_clusters * per, 4, dtype=torch.float64, requires_grad=True)
+    pair_mmd(z, n_clusters, pairs).backward()
+    z_ref = z.detach().clone().requires_grad_(True)
+    zc = z_ref.view(n_clusters, per, -1)
+    expected = sum(mmd2(zc[a], zc[b], BERMUDA_BANDWIDTHS, reduce="sum") for a, b in pairs.tolist())
+    expected.backward()
+    torch.testing.assert_close(pair_mmd(z.detach(), n_clusters, pairs), expected.detach())
+    torch.testing.assert_close(z.grad, z_ref.grad)
+    assert pair_mmd(z.detach(), n_clusters, pairs[:0]) == 0
+
+
 def test_transfer_weight_ramp():
     assert transfer_weight(0, 100, 1.0) == 0.0
     assert transfer_weight(100, 100, 1.0) == pytest.approx(2 / (1 + math.exp(-10)) - 1)
@@ -160,6 +177,26 @@ def test_model_trains_saves_loads_and_is_deterministic(adata, tmp_path):
     loaded = sct.models.BERMUDA.load(tmp_path / "bermuda", adata=adata)
     assert loaded.cluster_pairs_ == model.cluster_pairs_
     np.testing.assert_allclose(loaded.get_latent_representation(), z, rtol=1e-6, atol=1e-6)
+
+
+def test_history_holds_each_epochs_mean_of_the_step_losses(adata):
+    """The plan logs once per epoch; the means equal those of the losses its steps returned."""
+    import lightning.pytorch as pl
+
+    class StepLosses(pl.Callback):
+        def __init__(self):
+            self.losses: dict[int, list[float]] = {}
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.losses.setdefault(trainer.current_epoch, []).append(float(outputs["loss"]))
+
+    steps = StepLosses()
+    model = sct.models.BERMUDA(adata, similarity_threshold=0.8)
+    model.train(max_epochs=3, random_state=0, callbacks=[steps], **QUIET)
+    logged = model.history["train_loss"]["train_loss"].to_numpy(dtype=float)
+    assert len(logged) == 3 and all(len(v) > 1 for v in steps.losses.values())
+    np.testing.assert_allclose(logged, [np.mean(steps.losses[e]) for e in range(3)], rtol=1e-6)
+    assert set(model.history) >= {"reconstruction_loss_train", "transfer_loss_train"}
 
 
 def test_faithful_preset_trains(adata):

@@ -7,7 +7,7 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-from ...kernels._mmd import BERMUDA_BANDWIDTHS, mmd2
+from ...kernels._mmd import BERMUDA_BANDWIDTHS, multiscale_rbf
 
 BATCH_CODE_KEY = "batch_code"
 CLUSTER_CODE_KEY = "cluster_code"
@@ -28,7 +28,12 @@ def pair_mmd(z: torch.Tensor, n_clusters: int, pairs: torch.Tensor) -> torch.Ten
     if not pairs.numel():
         return z.new_zeros(())
     codes = z.view(n_clusters, z.shape[0] // n_clusters, -1)
-    return mmd2(codes[pairs[:, 0]], codes[pairs[:, 1]], BERMUDA_BANDWIDTHS, reduce="sum").sum()
+    # the biased MMD^2 of (a, b) is mean k(a, a) + mean k(b, b) - 2 mean k(a, b): each cluster's own term is
+    # computed once, however many pairs it is in (with 58 pairs among 36 clusters, half the time)
+    used, position = torch.unique(pairs, return_inverse=True)
+    own = multiscale_rbf(codes[used], codes[used], BERMUDA_BANDWIDTHS).mean(dim=(-2, -1))
+    cross = multiscale_rbf(codes[pairs[:, 0]], codes[pairs[:, 1]], BERMUDA_BANDWIDTHS).mean(dim=(-2, -1))
+    return (own[position[:, 0]] + own[position[:, 1]] - 2.0 * cross).sum()
 
 
 class BERMUDAModule(BaseModuleClass):
