@@ -294,6 +294,10 @@ def _run_scjoint(
         reference_names=[str(i) for i in range(inputs.reference.shape[0])],
         query_names=[str(i) for i in range(inputs.query.shape[0])],
     )
+    # the joint matrix holds the values now: the verb's copies go before the model's set-up, whose PCA start
+    # log-normalises a copy of each domain (at 1M + 1M cells the three copies together had peaked at 20 GB)
+    n_ref = inputs.reference.shape[0]
+    inputs.reference = inputs.query = None
     model = SCJoint(
         joint, reference_domain="rna", preset=inputs.preset, n_neighbors=inputs.n_neighbors, **config
     )
@@ -310,7 +314,6 @@ def _run_scjoint(
     )  # fmt: skip
     frame, proba = model.predict()
     z = model.get_latent_representation()
-    n_ref = inputs.reference.shape[0]
     return TransferResult(
         codes=frame["code"].to_numpy(),
         confidence=frame["confidence"].to_numpy(),
