@@ -57,6 +57,7 @@ import scanpy as sc
 import torch
 
 import sctransfer as sct
+from _provenance import source_commit
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "alignment.json"
@@ -297,6 +298,7 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/alignment.py", *sys.argv[1:]]),
         "threads": args.threads,
         "repeats": args.repeats,
+        "commit": source_commit(),
         "scores": "scib-metrics Benchmarker, default metrics, raw values; total = 0.4 batch + 0.6 bio",
         "higher_is_better": ["batch", "bio", "total"],
         "lower_is_better": PAPER_SCORES,

@@ -316,11 +316,13 @@ def main() -> None:
         args.log_dir.mkdir(parents=True, exist_ok=True)
 
     import sctransfer as sct
+    from _provenance import source_commit
 
     load_before = os.getloadavg()
     print(f"{os.cpu_count()} cores, load average {load_before[0]:.2f}; cap {args.mem_cap_gb} GB, "
           f"timeout {args.timeout:.0f} s", flush=True)  # fmt: skip
     rows, data = [], {}
+    commit = source_commit()
     for n in sorted(args.sizes):
         print(f"{n} cells:", flush=True)
         ref, query, timing = make_data(n, args.data_dir)
@@ -334,7 +336,8 @@ def main() -> None:
                 "n_cells": n,
                 **run_one(verb, ref, query, args.timeout, args.mem_cap_gb, keep_log),
             }
-            row.update(load_average_before=load, timeout_seconds=args.timeout, mem_cap_gb=args.mem_cap_gb)
+            row.update(load_average_before=load, timeout_seconds=args.timeout, mem_cap_gb=args.mem_cap_gb,
+                       commit=commit)  # fmt: skip
             print(f"  {verb}: {row['status']}, {row['wall_seconds']:.1f} s wall, {row['cpu_seconds']:.1f} CPU-s, "
                   f"{row['peak_rss_gb']:.2f} GB", flush=True)  # fmt: skip
             rows.append(row)
