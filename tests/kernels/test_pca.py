@@ -176,3 +176,64 @@ def test_joint_pca_is_the_same_on_one_thread_and_two_over_many_chunks(monkeypatc
         np.testing.assert_array_equal(a, b)
     _, s, _ = _dense_reference(blocks, 5)
     np.testing.assert_allclose(results[0].singular_values, s, rtol=1e-4)
+
+
+def _counts(seed=0, n=(150, 120), p=30):
+    rng = np.random.default_rng(seed)
+    out = []
+    for rows in n:
+        X = rng.poisson(rng.gamma(1.0, 2.0, size=(rows, p))).astype(np.float32)
+        X[:, 0] += 1  # no empty cell
+        out.append(sp.csr_matrix(X))
+    return out
+
+
+@pytest.mark.parametrize("solver", ["randomized", "covariance"])
+def test_joint_pca_of_row_sources_equals_that_of_the_normalised_matrices(monkeypatch, solver):
+    """Rows normalised chunk by chunk give the PCA of the whole normalised matrices (moments summed by chunk)."""
+    from sctransfer.kernels import _pca
+    from sctransfer.kernels._pca import LogNormalisedRows
+
+    monkeypatch.setattr(_pca, "_ROWS", 40)  # several chunks per block
+    counts = _counts()
+    held = joint_pca([log_normalize(X) for X in counts], n_comps=5, random_state=1, solver=solver)
+    sources = [LogNormalisedRows(X) for X in counts]
+    made = joint_pca(sources, n_comps=5, random_state=1, solver=solver)
+    # the per-feature means are summed by chunk, not by slices of the stored values: the float32 factors of
+    # the range finder's products may round the other way
+    np.testing.assert_allclose(made.singular_values, held.singular_values, rtol=1e-6)
+    for a, b in zip(made.embeddings, held.embeddings, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert counts[0][0, 0] == _counts()[0][0, 0]  # the counts are not normalised in place
+
+
+def test_log_normalised_rows_select_rows_and_columns_and_read_backed_files(tmp_path):
+    import anndata as ad
+
+    from sctransfer.kernels._pca import LogNormalisedRows
+
+    X = _counts(n=(90,))[0]
+    rows, columns = np.array([5, 1, 70, 33]), np.array([7, 2, 29])
+    picked = LogNormalisedRows(X, rows=rows, columns=columns)
+    assert picked.shape == (4, 3) and picked.dtype == np.float32
+    # as label transfer does: the columns first, then each cell scaled to 10,000 over them
+    np.testing.assert_allclose(picked.rows(0, 4).toarray(), log_normalize(X[rows][:, columns]).toarray())
+    ad.AnnData(X).write_h5ad(tmp_path / "x.h5ad")
+    backed = ad.read_h5ad(tmp_path / "x.h5ad", backed="r")
+    source = LogNormalisedRows(backed.X, columns=columns)
+    assert source.shape == (90, 3)
+    np.testing.assert_allclose(source.rows(10, 60).toarray(), log_normalize(X[10:60][:, columns]).toarray())
+    with pytest.raises(ValueError, match="in-memory matrix"):
+        LogNormalisedRows(backed.X, rows=rows)
+
+
+def test_log_normalised_rows_check_each_chunk_when_asked():
+    from sctransfer.kernels._pca import LogNormalisedRows
+
+    X = _counts(n=(20,))[0].toarray()
+    X[15, 3] = -1.0
+    LogNormalisedRows(X).rows(0, 10)  # unchecked
+    with pytest.raises(ValueError, match="negative values"):
+        LogNormalisedRows(X, check=True, name="the query values").rows(10, 20)
+    with pytest.raises(ValueError, match="scale must be one of"):
+        LogNormalisedRows(X, scale="scaled")

@@ -101,7 +101,8 @@ def check_readable(X: object, name: str) -> None:
     )
 
 
-def _rows(X: object, start: int, stop: int) -> ArrayLike:
+def read_chunk(X: object, start: int, stop: int) -> ArrayLike:
+    """Rows ``start:stop`` of a backed, dask or in-memory matrix, in memory (CSR or NumPy)."""
     block = X[start:stop]
     if hasattr(block, "compute"):  # dask
         block = block.compute()
@@ -133,7 +134,7 @@ def read_rows(
     out: np.ndarray | None = None  # dense values go straight into one array: no second copy
     for start in range(0, max(n_rows, 1), chunk_size):
         stop = min(start + chunk_size, n_rows)
-        block = _rows(X, start, stop)
+        block = read_chunk(X, start, stop)
         if cols is not None:
             block = block[:, cols] if sp.issparse(block) else np.take(block, cols, axis=1)
         if sp.issparse(block):
@@ -230,7 +231,7 @@ def iter_rows(X: ArrayLike, *, name: str = "the matrix", chunk_size: int = CHUNK
     check_readable(X, name)
     n_rows = int(X.shape[0])
     for start in range(0, n_rows, chunk_size):
-        yield start, _rows(X, start, min(start + chunk_size, n_rows))
+        yield start, read_chunk(X, start, min(start + chunk_size, n_rows))
 
 
 def take_columns(X: ArrayLike, columns: Sequence[int] | np.ndarray, name: str = "the matrix") -> ArrayLike:
@@ -377,7 +378,11 @@ SCALES = ("counts", "log", "normalized", "scaled")
 _MAX_LOG_VALUE = 30.0
 
 
-def infer_scale(X: ArrayLike, *, n_values: int = 100_000) -> str:
+#: stored values (the first ones) from which :func:`infer_scale` tells the scale
+SCALE_SAMPLE = 100_000
+
+
+def infer_scale(X: ArrayLike, *, n_values: int = SCALE_SAMPLE) -> str:
     """Say what scale the expression values in ``X`` are on, from a sample of the stored values.
 
     ``"scaled"``: some values are negative (z-scored or regressed data); ``"counts"``: all integers;

@@ -11,15 +11,24 @@ row chunks, which is one pass over the data where the range finder makes sixteen
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, ParamSpec, TypeVar
+from typing import Literal, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._utils._memory import memory_step
-from .._utils._validation import ArrayLike, check_choice, float_dtype
+from .._utils._validation import (
+    ArrayLike,
+    check_choice,
+    check_values,
+    float_dtype,
+    is_in_memory,
+    read_chunk,
+    to_log_scale,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -66,9 +75,108 @@ def log_normalize(X: ArrayLike, *, target_sum: float = 1e4, copy: bool = True) -
     return X
 
 
+@runtime_checkable
+class RowSource(Protocol):
+    """Rows made on demand (read from a file, normalised) instead of a matrix held in memory.
+
+    :func:`joint_pca` accepts such a source as a block: every pass over the data asks it for the same row
+    chunks again, so only one chunk per thread is in memory at a time.
+    """
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def rows(self, start: int, stop: int) -> sp.csr_matrix | np.ndarray:
+        """Rows ``start:stop`` as a CSR matrix or a NumPy array."""
+        ...
+
+
+class LogNormalisedRows:
+    """Log-normalised rows of a matrix, made when :func:`joint_pca` asks for them (a :class:`RowSource`).
+
+    Only a chunk of rows is normalised at a time, so neither a log-normalised copy of the whole matrix nor,
+    for a backed or dask matrix, the matrix itself is ever held: each pass of the PCA reads the rows again.
+
+    Parameters
+    ----------
+    X
+        The values: a NumPy array or SciPy sparse matrix, or a backed or dask matrix.
+    rows
+        Positions of the rows to use, in this order (``None``: every row); in-memory ``X`` only.
+    columns
+        Positions of the columns to keep, in this order (``None``: every column).
+    scale
+        What the values are (``"counts"``, ``"normalized"`` or ``"log"``, as
+        :func:`~sctransfer._utils._validation.infer_scale` says): counts are scaled to 10,000 per cell and
+        ``log1p``-transformed, normalised values ``log1p``-transformed, log values kept.
+    check
+        Check every chunk's values (NaN, infinite or negative values raise a ``ValueError``) as it is read.
+    name
+        The values' name in error messages.
+    """
+
+    def __init__(
+        self,
+        X: object,
+        *,
+        rows: np.ndarray | None = None,
+        columns: np.ndarray | None = None,
+        scale: str = "counts",
+        check: bool = False,
+        name: str = "the matrix",
+    ) -> None:
+        check_choice(scale, "scale", ("counts", "normalized", "log"))
+        self.X = X
+        self._in_memory = is_in_memory(X)
+        if rows is not None and not self._in_memory:
+            raise ValueError("rows= needs an in-memory matrix (a NumPy array or a SciPy sparse matrix).")
+        self._row_positions = None if rows is None else np.asarray(rows, dtype=np.int64)
+        cols = None if columns is None else np.asarray(columns, dtype=np.int64)
+        if cols is not None and np.array_equal(cols, np.arange(X.shape[1])):  # type: ignore[attr-defined]
+            cols = None
+        self._columns = cols
+        n_rows = X.shape[0] if rows is None else len(self._row_positions)  # type: ignore[attr-defined, arg-type]
+        n_cols = X.shape[1] if cols is None else len(cols)  # type: ignore[attr-defined]
+        self._shape = (int(n_rows), int(n_cols))
+        self._dtype = float_dtype(X)  # type: ignore[arg-type]
+        self.scale, self.check, self.name = scale, check, name
+        self._lock = threading.Lock()  # one read of a backed file at a time
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    def rows(self, start: int, stop: int) -> sp.csr_matrix | np.ndarray:
+        """Rows ``start:stop``, log-normalised (a new matrix: ``X`` is never changed)."""
+        fresh = True  # whether ``block`` is a copy that may be normalised in place
+        if self._row_positions is not None:
+            block = self.X[self._row_positions[start:stop]]  # type: ignore[index]
+        elif self._in_memory:
+            block, fresh = _row_slice(self.X, start, stop), False  # type: ignore[arg-type]
+        else:
+            with self._lock:
+                block = read_chunk(self.X, start, stop)
+        if sp.issparse(block):
+            block = sp.csr_matrix(block)
+        if self._columns is not None:
+            block = block[:, self._columns] if sp.issparse(block) else np.take(block, self._columns, axis=1)
+            fresh = True
+        if self.check:
+            check_values(block, self.name)
+        block = to_log_scale(block, self.scale, self.name, copy=not fresh)
+        return block.astype(self._dtype, copy=False)
+
+
 @dataclass
 class _Block:
-    X: sp.csr_matrix | np.ndarray
+    X: sp.csr_matrix | np.ndarray | RowSource
     mean: np.ndarray
     inv_std: np.ndarray
 
@@ -97,17 +205,42 @@ def column_moments(X: sp.csr_matrix | np.ndarray) -> tuple[np.ndarray, np.ndarra
     return total / n, sq / n
 
 
-def _standardised_block(X: sp.csr_matrix | np.ndarray) -> _Block:
+def _source_moments(source: RowSource) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`column_moments` of a row source: its row chunks' sums, added in a fixed order."""
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def work(start: int, stop: int) -> None:
+        rows = source.rows(start, stop)
+        mean, sq = column_moments(rows)
+        parts[start] = (mean * rows.shape[0], sq * rows.shape[0])
+
+    _chunked(source.shape[0], work)
+    total, squares = np.zeros(source.shape[1]), np.zeros(source.shape[1])
+    for start in sorted(parts):
+        total += parts[start][0]
+        squares += parts[start][1]
+    n = max(source.shape[0], 1)
+    return total / n, squares / n
+
+
+def _standardised_block(X: sp.csr_matrix | np.ndarray | RowSource) -> _Block:
     n = X.shape[0]
-    mean, sq = column_moments(X)
+    mean, sq = _source_moments(X) if isinstance(X, RowSource) else column_moments(X)
     var = np.maximum(sq - mean**2, 0.0) * (n / max(n - 1, 1))
     std = np.sqrt(var)
     inv_std = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-12)
     return _Block(X, mean, inv_std)
 
 
-def _row_slice(X: sp.csr_matrix | np.ndarray, start: int, stop: int) -> sp.csr_matrix | np.ndarray:
-    """Rows ``start:stop`` of ``X`` as a view (a CSR slice shares the parent's data and indices)."""
+def _row_slice(
+    X: sp.csr_matrix | np.ndarray | RowSource, start: int, stop: int
+) -> sp.csr_matrix | np.ndarray:
+    """Rows ``start:stop`` of ``X`` as a view (a CSR slice shares the parent's data and indices).
+
+    A :class:`RowSource` makes them.
+    """
+    if isinstance(X, RowSource):
+        return X.rows(start, stop)
     if not sp.issparse(X):
         return X[start:stop]
     lo, hi = X.indptr[start], X.indptr[stop]
@@ -292,7 +425,7 @@ class JointPCA:
 
 @_one_blas_thread
 def joint_pca(
-    blocks: list[ArrayLike],
+    blocks: list[ArrayLike | RowSource],
     *,
     n_comps: int = 50,
     n_iter: int = 7,
@@ -305,7 +438,8 @@ def joint_pca(
     ----------
     blocks
         One ``cells x features`` matrix per dataset (dense or sparse, same features in the same order),
-        already log-normalised.
+        already log-normalised, or a :class:`RowSource` that makes its log-normalised rows on demand
+        (:class:`LogNormalisedRows`): the data are then read once per pass and never held whole.
     n_comps
         Number of principal components (lowered to what the data allow).
     n_iter
@@ -322,7 +456,7 @@ def joint_pca(
     :class:`JointPCA` with ``embeddings[d]`` of shape ``(n_cells_d, n_comps)``.
     """
     check_choice(solver, "solver", ("auto", "randomized", "covariance"))
-    shapes = [np.shape(b) for b in blocks]
+    shapes = [tuple(b.shape) if isinstance(b, RowSource) else np.shape(b) for b in blocks]
     n_features = shapes[0][1]
     if solver == "auto":
         solver = "covariance" if n_features <= COVARIANCE_MAX_FEATURES else "randomized"
@@ -357,9 +491,9 @@ def joint_pca(
 
 
 def _joint_pca(
-    blocks: list[ArrayLike], n_comps: int, width: int, n_iter: int, random_state: int, solver: str
+    blocks: list[ArrayLike | RowSource], n_comps: int, width: int, n_iter: int, random_state: int, solver: str
 ) -> JointPCA:
-    parts = [_standardised_block(sp.csr_matrix(b) if sp.issparse(b) else np.asarray(b)) for b in blocks]
+    parts = [_standardised_block(_as_block(b)) for b in blocks]
     if solver == "covariance":
         s, Vt = leading_eigenvectors(sum(_covariance(p) for p in parts), n_comps)
     else:
@@ -375,6 +509,12 @@ def _joint_pca(
         means=[p.mean for p in parts],
         inv_stds=[p.inv_std for p in parts],
     )
+
+
+def _as_block(X: ArrayLike | RowSource) -> sp.csr_matrix | np.ndarray | RowSource:
+    if isinstance(X, RowSource):
+        return X
+    return sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
 
 
 def _randomised_components(
@@ -447,8 +587,8 @@ def joint_cca(
     -------
     :class:`JointCCA` with ``embeddings == [reference scores, query scores]``.
     """
-    ref = _standardised_block(sp.csr_matrix(reference) if sp.issparse(reference) else np.asarray(reference))
-    qry = _standardised_block(sp.csr_matrix(query) if sp.issparse(query) else np.asarray(query))
+    ref = _standardised_block(_as_block(reference))
+    qry = _standardised_block(_as_block(query))
     n_ref, n_query = ref.X.shape[0], qry.X.shape[0]
     n_comps = int(max(1, min(n_comps, n_ref - 1, n_query - 1, ref.X.shape[1])))
     width = min(n_comps + 10, n_query, n_ref)
