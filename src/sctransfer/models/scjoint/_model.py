@@ -397,13 +397,14 @@ class SCJoint(NeuralModel):
 
     def _init_from_pca(self, random_state: int) -> None:
         """Start the encoder at the joint PCA of the standardised inputs (``input_transform="scaled"`` only)."""
-        from ...kernels._pca import joint_pca, log_normalize
+        from ...kernels._pca import LogNormalisedRows, joint_pca
 
         if self.config.input_transform != "scaled":
             raise ValueError('init="pca" needs input_transform="scaled".')
         X, domains = self._X(), self._domain_codes()
-        # selecting a domain's rows copies them already: normalised in place, not copied a second time
-        blocks = [log_normalize(X[domains == d], copy=False) for d in range(2)]
+        # each domain's rows are log-normalised a chunk at a time as the PCA reads them: a log-normalised copy
+        # of every domain (the whole training matrix again) had been the peak of scJoint's memory at 1M cells
+        blocks = [LogNormalisedRows(X, rows=np.flatnonzero(domains == d)) for d in range(2)]
         n_comps = min(self.module.n_latent, X.shape[1] - 1)
         pca = joint_pca(blocks, n_comps=n_comps, random_state=random_state)
         scale = np.sqrt(X.shape[0] - 1) / np.maximum(pca.singular_values, 1e-12)
