@@ -177,6 +177,54 @@ def test_backed_reads_only_the_shared_columns(data, tmp_path, monkeypatch):
     backed.file.close()
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_knn_never_holds_a_backed_matrix(data, tmp_path, monkeypatch, fmt):
+    """method="knn" streams a backed matrix through every pass of its joint PCA: nothing reads it whole."""
+    import sctransfer._utils._transfer as T
+
+    def whole_read(*args, **kwargs):
+        raise AssertionError("the backed matrix was read whole")
+
+    monkeypatch.setattr(T, "take_columns", whole_read)
+    inputs = {}
+    for name in ("rna", "atac"):
+        path = tmp_path / f"{name}.h5ad"
+        _with_format(data[name], fmt).write_h5ad(path)
+        inputs[name] = ad.read_h5ad(path, backed="r")
+    _run("label_transfer-knn", inputs)
+    _assert_same(_in_memory_result("label_transfer-knn", fmt, data)["atac"], inputs["atac"])
+    for adata in inputs.values():
+        adata.file.close()
+
+
+def test_knn_on_a_backed_matrix_checks_every_chunk(data, tmp_path, monkeypatch):
+    """Bad values after the rows that tell the scale are still refused, with the verb's messages."""
+    import sctransfer._utils._transfer as T
+    from sctransfer.kernels import _pca
+
+    monkeypatch.setattr(_pca, "_ROWS", 40)
+    monkeypatch.setattr(T, "CHUNK_ROWS", 20)
+    monkeypatch.setattr(T, "SCALE_SAMPLE", 50)  # the scale from the first 20 rows only
+    for value, message in ((np.nan, "NaN or infinite"), (-1.0, "negative values")):
+        query = data["atac"].copy()
+        X = query.X.toarray()
+        X[100, 2] = value  # past the first chunk of rows
+        query.X = sp.csr_matrix(X)
+        path = tmp_path / "atac.h5ad"
+        query.write_h5ad(path)
+        backed = ad.read_h5ad(path, backed="r")
+        with pytest.raises(ValueError, match=message):
+            sct.tl.label_transfer(data["rna"].copy(), backed, labels_key="cell_type", method="knn")
+        backed.file.close()
+    scaled = data["atac"].copy()
+    scaled.X = scaled.X.toarray() - 1.0  # negative from the first value on: scaled data
+    scaled.write_h5ad(tmp_path / "scaled.h5ad")
+    backed = ad.read_h5ad(tmp_path / "scaled.h5ad", backed="r")
+    with pytest.raises(ValueError, match="negative values"):
+        sct.tl.label_transfer(data["rna"].copy(), backed, labels_key="cell_type", method="knn")
+    backed.file.close()
+
+
 def test_view_of_backed_refused(data, tmp_path):
     path = tmp_path / "rna.h5ad"
     data["rna"].write_h5ad(path)

@@ -13,12 +13,16 @@ from anndata import AnnData
 from ._keys import REJECTION_LABELS
 from ._logging import logger
 from ._validation import (
+    CHUNK_ROWS,
+    SCALE_SAMPLE,
     check_n_classes,
     check_obs_key,
+    check_readable,
     check_values,
     get_matrix,
     infer_scale,
     is_in_memory,
+    read_chunk,
     take_columns,
     to_log_scale,
 )
@@ -155,6 +159,37 @@ def log_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str
     scale = infer_scale(X)
     # a backed or dask matrix was just read (only on ``columns``): normalise that copy in place
     return to_log_scale(X, scale, name, copy=is_in_memory(source)), scale
+
+
+def streamed_log_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str) -> tuple[Any, str]:
+    """:func:`log_values` of a backed or dask matrix, as rows made when they are read (never held whole).
+
+    Returns a :class:`~sctransfer.kernels._pca.LogNormalisedRows` on ``columns`` and the input scale. The
+    scale comes from the first stored values, as :func:`infer_scale` takes them from a whole matrix; every
+    chunk's values are checked as it is read.
+    """
+    import scipy.sparse as sp
+
+    from ..kernels._pca import LogNormalisedRows
+
+    source = get_matrix(adata, layer, name)
+    check_readable(source, name)
+    columns = np.asarray(columns, dtype=np.int64)
+    n_rows, seen, blocks = int(source.shape[0]), 0, []
+    for start in range(0, n_rows, CHUNK_ROWS):  # the first chunks, up to the values infer_scale samples
+        block = read_chunk(source, start, min(start + CHUNK_ROWS, n_rows))
+        block = block[:, columns] if sp.issparse(block) else np.take(block, columns, axis=1)
+        blocks.append(block)
+        seen += block.nnz if sp.issparse(block) else block.size
+        if seen >= SCALE_SAMPLE:
+            break
+    first = sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.vstack(blocks)
+    check_values(first, f"{name} values")
+    scale = infer_scale(first)
+    to_log_scale(first[:1], scale, name)  # refuses scaled values with the verb's message
+    rows = LogNormalisedRows(source, columns=columns, scale=scale, check=True, name=f"{name} values")
+    logger.info("%s: %d x %d values read and log-normalised by chunks at every pass", name, *rows.shape)
+    return rows, scale
 
 
 def raw_and_log_values(

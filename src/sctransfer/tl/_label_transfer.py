@@ -27,12 +27,15 @@ from .._utils._transfer import (
     query_representation,
     raw_and_log_values,
     reference_codes,
+    streamed_log_values,
 )
 from .._utils._validation import (
     check_choice,
     check_int,
     check_nonempty,
     check_writable,
+    get_matrix,
+    is_in_memory,
 )
 from ..kernels._knn import _BACKENDS, knn, knn_vote
 from ..kernels._pca import joint_pca
@@ -340,6 +343,9 @@ METHODS: dict[str, Callable[..., TransferResult]] = {
 #: the methods that read the values as given (``TransferInputs.reference``/``.query``); the others get the
 #: log-normalised values only, so a matrix read from a backed file is normalised in place and held once
 RAW_METHODS = frozenset({"scjoint"})
+#: the methods that use the log-normalised values only through the joint PCA: a backed or dask matrix is read
+#: chunk by chunk at every pass of the PCA and never held whole (see ``streamed_log_values``)
+STREAMED_METHODS = frozenset({"knn"})
 
 
 @inject_docs(ensemble_threshold=str(ENSEMBLE_RELATIVE_THRESHOLD))
@@ -380,7 +386,10 @@ def label_transfer(
     benchmark task (see "Choosing a method" in the docs).
 
     ``method="knn"`` is the ensemble's first expert alone: joint PCA and the majority label of the
-    ``n_neighbors`` nearest reference cells (cosine distance, exact search).
+    ``n_neighbors`` nearest reference cells (cosine distance; the search is exact up to a size and
+    approximate above, see ``backend``). It never holds a backed or dask matrix in memory: every pass of
+    the joint PCA reads and log-normalises it again, a chunk of rows at a time (the other methods read
+    such a matrix into memory once, on the shared features).
 
     ``method="scjoint"`` trains :class:`~sctransfer.models.SCJoint` (``preset="faithful"`` reproduces
     the original implementation; ``docs/differences/scjoint.md``). ``method="castle"`` fits
@@ -600,8 +609,16 @@ def _transfer(
         )
     else:
         X_ref = X_query = None
-        X_ref_log, scale_ref = log_values(reference, layer, match.reference_index, "the reference")
-        X_query_log, scale_query = log_values(query, query_layer, match.query_index, "the query")
+        # the kNN method needs the values only for its joint PCA: a backed or dask matrix is read by chunks at
+        # every pass of the PCA instead of held in memory
+        read = {
+            name: streamed_log_values
+            if method in STREAMED_METHODS and not is_in_memory(get_matrix(adata, key, name))
+            else log_values
+            for name, adata, key in (("the reference", reference, layer), ("the query", query, query_layer))
+        }
+        X_ref_log, scale_ref = read["the reference"](reference, layer, match.reference_index, "the reference")
+        X_query_log, scale_query = read["the query"](query, query_layer, match.query_index, "the query")
     n_labelled = int((codes >= 0).sum())
     if method != "castle" and n_neighbors > n_labelled:  # CaSTLe has no neighbours (sct.tl.castle no option)
         raise ValueError(
