@@ -16,6 +16,28 @@ def joint(multiome):
     return SCJoint.prepare_anndata(rna, atac, labels_key="cell_type"), rna, atac
 
 
+def test_build_joint_anndata_stacks_and_consumes_its_matrices():
+    """The list is emptied as the matrices are stacked, so the verb's copies can be freed one by one."""
+    import scipy.sparse as sp
+
+    from sctransfer.models.scjoint._model import build_joint_anndata
+
+    rng = np.random.default_rng(0)
+    ref = sp.random(7, 5, density=0.4, format="csr", random_state=1, dtype=np.float64) * 10
+    query = rng.poisson(1.0, (4, 5)).astype(np.int64)  # dense integers
+    expected = np.vstack([ref.toarray(), query]).astype(np.float32)
+    matrices = [ref, query]
+    joint = build_joint_anndata(
+        matrices, reference_labels=["a", None, "b", "a", "b", "a", "b"], features=list("vwxyz"),
+        reference_names=[f"r{i}" for i in range(7)], query_names=[f"q{i}" for i in range(4)],
+    )  # fmt: skip
+    assert matrices == []
+    assert sp.isspmatrix_csr(joint.X) and joint.X.dtype == np.float32
+    np.testing.assert_array_equal(joint.X.toarray(), expected)
+    assert joint.obs["domain"].tolist() == ["rna"] * 7 + ["atac"] * 4
+    assert joint.obs["label"].iloc[1] == "__unlabelled__" and joint.obs_names[7] == "atac:q0"
+
+
 def test_nndr_loss_matches_the_formula():
     torch.manual_seed(0)
     z = torch.randn(50, 8, dtype=torch.float64)

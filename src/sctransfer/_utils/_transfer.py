@@ -23,6 +23,7 @@ from ._validation import (
     infer_scale,
     is_in_memory,
     read_chunk,
+    refuse_scaled,
     take_columns,
     to_log_scale,
 )
@@ -186,24 +187,24 @@ def streamed_log_values(adata: AnnData, layer: str | None, columns: np.ndarray, 
     first = sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.vstack(blocks)
     check_values(first, f"{name} values")
     scale = infer_scale(first)
-    to_log_scale(first[:1], scale, name)  # refuses scaled values with the verb's message
+    refuse_scaled(scale, name)
     rows = LogNormalisedRows(source, columns=columns, scale=scale, check=True, name=f"{name} values")
     logger.info("%s: %d x %d values read and log-normalised by chunks at every pass", name, *rows.shape)
     return rows, scale
 
 
-def raw_and_log_values(
-    adata: AnnData, layer: str | None, columns: np.ndarray, name: str
-) -> tuple[Any, Any, str]:
-    """The values of ``adata`` on ``columns`` as given, their log-normalised copy, and the input scale.
+def raw_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str) -> tuple[Any, str]:
+    """The values of ``adata`` on ``columns`` as given, and the input scale (scaled values are refused).
 
-    The matrix is read once (a backed or dask matrix in row chunks, only on ``columns``); the methods that
-    need both the values as given and their log-normalised form (CaSTLe, scJoint) get them from one read.
+    The input check of the methods that train on the values as given (scJoint): the same checks as
+    :func:`log_values`, without a log-normalised copy. A backed or dask matrix is read once, in row chunks,
+    only on ``columns``.
     """
     X = take_columns(get_matrix(adata, layer, name), columns, name=name)
     check_values(X, f"{name} values")
     scale = infer_scale(X)
-    return X, to_log_scale(X, scale, name), scale
+    refuse_scaled(scale, name)
+    return X, scale
 
 
 def reference_arrays(

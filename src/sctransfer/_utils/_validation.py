@@ -424,8 +424,15 @@ def to_log_scale(X: ArrayLike, scale: str, name: str, *, copy: bool = True) -> A
         if not copy and isinstance(X, np.ndarray) and X.dtype == dtype:
             return np.log1p(X, out=X)
         return np.log1p(np.asarray(X, dtype=dtype))
-    raise ValueError(
-        f"{name} holds negative values, like scaled (z-scored) data; label transfer needs counts or "
-        "log-normalised expression. Pass the unscaled values (for example adata.raw, or a counts layer with "
-        "layer=...)."
-    )
+    refuse_scaled(scale, name)
+    raise ValueError(f"internal error: unknown scale {scale!r}.")  # pragma: no cover - SCALES lists them
+
+
+def refuse_scaled(scale: str, name: str) -> None:
+    """Raise for ``"scaled"`` values (:func:`infer_scale`): the log-normalised expression cannot be recovered."""
+    if scale == "scaled":
+        raise ValueError(
+            f"{name} holds negative values, like scaled (z-scored) data; label transfer needs counts or "
+            "log-normalised expression. Pass the unscaled values (for example adata.raw, or a counts layer "
+            "with layer=...)."
+        )

@@ -25,7 +25,7 @@ from .._utils._transfer import (
     log_values,
     match_features,
     query_representation,
-    raw_and_log_values,
+    raw_values,
     reference_codes,
     streamed_log_values,
 )
@@ -54,7 +54,7 @@ class TransferInputs:
 
     reference: Any  # cells x shared features (dense or CSR), the values as given (None unless in RAW_METHODS)
     query: Any  # cells x shared features, the query's values as given (None unless in RAW_METHODS)
-    reference_log: Any  # the same, log-normalised (the one input-scale check, see log_values)
+    reference_log: Any  # the same, log-normalised (see log_values; None for RAW_METHODS)
     query_log: Any
     scales: tuple[str, str]  # what infer_scale said of the reference and of the query
     codes: np.ndarray  # reference class codes, -1 for unlabelled cells
@@ -285,22 +285,21 @@ def _run_scjoint(
     from ..models.scjoint import SCJoint
     from ..models.scjoint._model import build_joint_anndata
 
-    # scJoint trains on the counts: the log-normalised copies are released before its matrix is built
-    inputs.reference_log = inputs.query_log = None
     classes = np.asarray(inputs.classes, dtype=object)
     labels = np.where(inputs.codes >= 0, classes[np.maximum(inputs.codes, 0)], None)
+    n_ref, n_query = inputs.reference.shape[0], inputs.query.shape[0]
+    # scJoint trains on the values as given, stacked into one matrix: the verb's copies are handed over, so
+    # each is freed once it is stacked (the verb's copies beside the joint matrix had peaked at 20 GB at 1M +
+    # 1M cells)
+    matrices = [inputs.reference, inputs.query]
+    inputs.reference = inputs.query = None
     joint = build_joint_anndata(
-        inputs.reference,
-        inputs.query,
+        matrices,
         reference_labels=labels,
         features=inputs.features,
-        reference_names=[str(i) for i in range(inputs.reference.shape[0])],
-        query_names=[str(i) for i in range(inputs.query.shape[0])],
+        reference_names=[str(i) for i in range(n_ref)],
+        query_names=[str(i) for i in range(n_query)],
     )
-    # the joint matrix holds the values now: the verb's copies go before the model's set-up, whose PCA start
-    # log-normalises a copy of each domain (at 1M + 1M cells the three copies together had peaked at 20 GB)
-    n_ref = inputs.reference.shape[0]
-    inputs.reference = inputs.query = None
     model = SCJoint(
         joint, reference_domain="rna", preset=inputs.preset, n_neighbors=inputs.n_neighbors, **config
     )
@@ -340,8 +339,9 @@ METHODS: dict[str, Callable[..., TransferResult]] = {
     "scjoint": _run_scjoint,
     "castle": _run_castle,
 }
-#: the methods that read the values as given (``TransferInputs.reference``/``.query``); the others get the
-#: log-normalised values only, so a matrix read from a backed file is normalised in place and held once
+#: the methods that read the values as given (``TransferInputs.reference``/``.query``, and no log-normalised
+#: copy); the others get the log-normalised values only, so a matrix read from a backed file is normalised in
+#: place and held once
 RAW_METHODS = frozenset({"scjoint"})
 #: the methods that use the log-normalised values only through the joint PCA: a backed or dask matrix is read
 #: chunk by chunk at every pass of the PCA and never held whole (see ``streamed_log_values``)
@@ -601,12 +601,9 @@ def _transfer(
     # each matrix is read once (a backed or dask one in row chunks, only on the shared features); only the
     # methods that use the values as given hold them beside the log-normalised copy
     if method in RAW_METHODS:
-        X_ref, X_ref_log, scale_ref = raw_and_log_values(
-            reference, layer, match.reference_index, "the reference"
-        )
-        X_query, X_query_log, scale_query = raw_and_log_values(
-            query, query_layer, match.query_index, "the query"
-        )
+        X_ref_log = X_query_log = None
+        X_ref, scale_ref = raw_values(reference, layer, match.reference_index, "the reference")
+        X_query, scale_query = raw_values(query, query_layer, match.query_index, "the query")
     else:
         X_ref = X_query = None
         # the kNN method needs the values only for its joint PCA: a backed or dask matrix is read by chunks at
