@@ -237,3 +237,17 @@ def test_log_normalised_rows_check_each_chunk_when_asked():
         LogNormalisedRows(X, check=True, name="the query values").rows(10, 20)
     with pytest.raises(ValueError, match="scale must be one of"):
         LogNormalisedRows(X, scale="scaled")
+
+
+def test_row_subset_is_a_view_for_a_contiguous_range_and_a_copy_otherwise():
+    from sctransfer.kernels._pca import row_subset
+
+    X = sp.random(10, 4, density=0.5, format="csr", random_state=0)
+    view = row_subset(X, np.arange(3, 8))
+    assert np.shares_memory(view.data, X.data)
+    np.testing.assert_array_equal(view.toarray(), X[3:8].toarray())
+    for rows in ([1, 3, 4], [4, 3], []):
+        picked = row_subset(X, np.array(rows, dtype=np.int64))
+        np.testing.assert_array_equal(picked.toarray(), X[rows].toarray())
+    dense = X.toarray()
+    assert np.shares_memory(row_subset(dense, np.arange(2, 5)), dense)

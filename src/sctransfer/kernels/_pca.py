@@ -244,9 +244,19 @@ def _row_slice(
     if not sp.issparse(X):
         return X[start:stop]
     lo, hi = X.indptr[start], X.indptr[stop]
-    return sp.csr_matrix(
-        (X.data[lo:hi], X.indices[lo:hi], X.indptr[start : stop + 1] - lo), shape=(stop - start, X.shape[1])
-    )
+    # the arrays are set on an empty matrix: SciPy's (data, indices, indptr) constructor copied them
+    view = sp.csr_matrix((stop - start, X.shape[1]), dtype=X.dtype)
+    view.data, view.indices = X.data[lo:hi], X.indices[lo:hi]
+    view.indptr = (X.indptr[start : stop + 1] - lo).astype(X.indices.dtype, copy=False)
+    return view
+
+
+def row_subset(X: sp.csr_matrix | np.ndarray, rows: np.ndarray) -> sp.csr_matrix | np.ndarray:
+    """``X[rows]``, as a view when ``rows`` is a contiguous ascending range (no copy of those rows)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size and np.array_equal(rows, np.arange(rows[0], rows[0] + rows.size)):
+        return _row_slice(X, int(rows[0]), int(rows[0]) + rows.size)
+    return X[rows]
 
 
 def _chunked(n_rows: int, work: Callable[[int, int], None]) -> None:

@@ -18,6 +18,7 @@ from ..._utils._logging import logger
 from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import check_int
 from ...kernels._knn import knn, knn_vote
+from ...kernels._pca import row_subset
 from .._base import NeuralModel
 from ._config import PRESETS, SCJointPreset
 from ._data import TwoDomainDataModule
@@ -346,7 +347,9 @@ class SCJoint(NeuralModel):
             logger.info(
                 "fewer query cells (%d) than a minibatch (%d): training 1 step per epoch", n_query, batch
             )
-        X_ref, X_query = X[ref_idx], X[query_idx]
+        # views of the training matrix when each domain's cells are contiguous (as the verb stacks them): two
+        # copies of the domains beside it had been the training's peak of memory
+        X_ref, X_query = row_subset(X, ref_idx), row_subset(X, query_idx)
 
         def run_stage(stage: int, epochs: int, y_query: np.ndarray | None) -> dict:
             dm = TwoDomainDataModule(
