@@ -20,9 +20,10 @@ Protocol:
   entropy is -1 when every type is in every batch).
 - Time is wall-clock for the whole method on the preprocessed data (Harmony: its PCA included; BERMUDA
   and scVI: from the counts), measured in the same run on this machine, so compare ratios. PCA, Harmony
-  and the BERMUDA default run ``--repeats`` times (default 3) and report the median: single runs of a
-  second varied by up to 40 % between runs. PCA, Harmony and BERMUDA run once on a tiny simulation
-  first, untimed: numba's first compilation and the imports are one-off costs. Every method runs with the
+  and the BERMUDA default run ``--repeats`` times (default 3), taking turns, and report the median: single
+  runs of a second varied by up to 40 % between runs, and the machine had slower spells. PCA, Harmony and
+  BERMUDA run once on a tiny simulation first, untimed: numba's first compilation and the imports are
+  one-off costs. Every method runs with the
   same number of threads (``--threads``, default 1: BLAS through threadpoolctl, torch through
   ``torch.set_num_threads``): on a busy 2-core machine spinning BLAS pools made the same SVD
   several times slower with 2 threads than with 1.
@@ -165,16 +166,6 @@ def scib_scores(
         return scored, extra
 
 
-def timed(run, repeats: int) -> tuple[object, float, list[float]]:
-    """``run()``'s result (of the last run), the median of ``repeats`` wall-clock times, and the times."""
-    seconds = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = run()
-        seconds.append(time.perf_counter() - t)
-    return out, float(np.median(seconds)), seconds
-
-
 def warm_up() -> None:
     """Run the peers' PCA, Harmony and BERMUDA once on a tiny simulation, outside the timings.
 
@@ -210,6 +201,8 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=args.threads)
@@ -225,40 +218,48 @@ def main() -> None:
         batches = adata.obs[batch_key].astype(str).to_numpy()
         print(f"\n{name}: {adata.n_obs} cells x {adata.n_vars} features, {len(set(batches))} batches")
 
-        def pca_run(adata=adata, batch_key=batch_key):
-            lognorm = lognorm_features(adata, batch_key)
-            return lognorm, uncorrected_pca(lognorm, args.seed)
+        def bermuda_run(preset: str, adata=adata, batch_key=batch_key):
+            work = adata.copy()
+            t = time.perf_counter()
+            sct.tl.bermuda(work, batch_key=batch_key, preset=preset, random_state=args.seed,
+                           enable_progress_bar=False)  # fmt: skip
+            return work, time.perf_counter() - t  # the copy is not timed
 
-        (lognorm, pcs), t_pca, runs_pca = timed(pca_run, args.repeats)
-        methods = {"PCA": (pcs, t_pca, {"seconds_runs": runs_pca})}
-        corrected, t_harmony, runs_harmony = timed(
-            lambda pcs=pcs, adata=adata, batch_key=batch_key: harmony(pcs, adata, batch_key, args.seed),
-            args.repeats,
-        )
+        # the repeats take turns (PCA, Harmony, BERMUDA, then again), so that a slower spell of the machine
+        # falls on every method alike
+        runs: dict[str, list[float]] = {"PCA": [], "Harmony": [], "BERMUDA default": []}
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            lognorm = lognorm_features(adata, batch_key)
+            pcs = uncorrected_pca(lognorm, args.seed)
+            runs["PCA"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            corrected = harmony(pcs, adata, batch_key, args.seed)
+            runs["Harmony"].append(time.perf_counter() - t)
+            work, seconds = bermuda_run("default")
+            runs["BERMUDA default"].append(seconds)
+        t_pca = float(np.median(runs["PCA"]))
+        methods = {"PCA": (pcs, t_pca, {"seconds_runs": runs["PCA"]})}
         # Harmony's time includes its PCA's (medians of the runs)
-        methods["Harmony"] = (corrected, t_pca + t_harmony, {"seconds_runs_harmony_only": runs_harmony})
+        methods["Harmony"] = (
+            corrected,
+            t_pca + float(np.median(runs["Harmony"])),
+            {"seconds_runs_harmony_only": runs["Harmony"]},
+        )
+        bermuda_runs = {
+            "BERMUDA default": (work, float(np.median(runs["BERMUDA default"])), runs["BERMUDA default"])
+        }
         if not args.skip_scvi and (name == "kang" or args.scvi_all):
             t = time.perf_counter()
             methods["scVI"] = (scvi_latent(adata, lognorm.var_names, batch_key, args.seed),
                                time.perf_counter() - t, {})  # fmt: skip
-        presets = [("BERMUDA default", "default")]
         if not args.skip_faithful and (name == "kang" or args.faithful_all):
-            presets.append(("BERMUDA faithful", "faithful"))
-        for label, preset in presets:
-
-            def bermuda_run(adata=adata, batch_key=batch_key, preset=preset):
-                work = adata.copy()
-                t = time.perf_counter()
-                sct.tl.bermuda(work, batch_key=batch_key, preset=preset, random_state=args.seed,
-                               enable_progress_bar=False)  # fmt: skip
-                return work, time.perf_counter() - t  # the copy is not timed
-
-            repeats = args.repeats if preset == "default" else 1  # the faithful preset trains for minutes
-            runs = [bermuda_run() for _ in range(repeats)]
-            work, elapsed = runs[-1][0], float(np.median([seconds for _, seconds in runs]))
+            work, seconds = bermuda_run("faithful")  # once: the faithful preset trains for minutes
+            bermuda_runs["BERMUDA faithful"] = (work, seconds, [seconds])
+        for label, (work, elapsed, seconds_runs) in bermuda_runs.items():
             info = work.uns["bermuda"]
             extra = {
-                "seconds_runs": [seconds for _, seconds in runs],
+                "seconds_runs": seconds_runs,
                 "epochs_trained": info["epochs_trained"],
                 "n_clusters": len(info["clusters"]),
                 "n_pairs": len(info["cluster_pairs"]),
