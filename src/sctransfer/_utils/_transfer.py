@@ -154,12 +154,17 @@ def log_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str
     The one input-scale check of label transfer: counts are log-normalised, unlogged normalised values are
     ``log1p``-transformed, log-normalised values are used as they are, and scaled values are refused.
     """
-    source = get_matrix(adata, layer, name)
-    X = take_columns(source, columns, name=name)
+    X, scale = raw_values(adata, layer, columns, name)
+    # a backed or dask matrix was just read (only on ``columns``): normalise that copy in place
+    return to_log_scale(X, scale, name, copy=is_in_memory(get_matrix(adata, layer, name))), scale
+
+
+def _checked_scale(X: Any, name: str) -> str:
+    """The input checks of label transfer on ``X``: its values, then its scale (scaled values refused)."""
     check_values(X, f"{name} values")
     scale = infer_scale(X)
-    # a backed or dask matrix was just read (only on ``columns``): normalise that copy in place
-    return to_log_scale(X, scale, name, copy=is_in_memory(source)), scale
+    refuse_scaled(scale, name)
+    return scale
 
 
 def streamed_log_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str) -> tuple[Any, str]:
@@ -185,9 +190,7 @@ def streamed_log_values(adata: AnnData, layer: str | None, columns: np.ndarray, 
         if seen >= SCALE_SAMPLE:
             break
     first = sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.vstack(blocks)
-    check_values(first, f"{name} values")
-    scale = infer_scale(first)
-    refuse_scaled(scale, name)
+    scale = _checked_scale(first, name)
     rows = LogNormalisedRows(source, columns=columns, scale=scale, check=True, name=f"{name} values")
     logger.info("%s: %d x %d values read and log-normalised by chunks at every pass", name, *rows.shape)
     return rows, scale
@@ -196,15 +199,12 @@ def streamed_log_values(adata: AnnData, layer: str | None, columns: np.ndarray, 
 def raw_values(adata: AnnData, layer: str | None, columns: np.ndarray, name: str) -> tuple[Any, str]:
     """The values of ``adata`` on ``columns`` as given, and the input scale (scaled values are refused).
 
-    The input check of the methods that train on the values as given (scJoint): the same checks as
-    :func:`log_values`, without a log-normalised copy. A backed or dask matrix is read once, in row chunks,
-    only on ``columns``.
+    Label transfer's input checks (values, then scale), without a log-normalised copy: what the methods
+    that train on the values as given (scJoint) read, and what :func:`log_values` normalises. A backed or
+    dask matrix is read once, in row chunks, only on ``columns``.
     """
     X = take_columns(get_matrix(adata, layer, name), columns, name=name)
-    check_values(X, f"{name} values")
-    scale = infer_scale(X)
-    refuse_scaled(scale, name)
-    return X, scale
+    return X, _checked_scale(X, name)
 
 
 def reference_arrays(
