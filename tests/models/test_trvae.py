@@ -433,3 +433,120 @@ def test_restore_best_keeps_copies_not_references():
     callback.on_validation_epoch_end(trainer, plan)
     callback.on_train_end(trainer, plan)
     torch.testing.assert_close(model.module.output.weight, kept)
+
+
+# ---- backed and dask input ---------------------------------------------------------------------------
+def _epoch_batches(dm, epoch):
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    return [(b["X"].numpy(), b["condition"].numpy()) for b in loader]
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_block_sampler_shuffles_within_buffers_of_blocks(balanced):
+    from sctransfer.models.trvae._data import _MinibatchSampler
+
+    cells = np.setdiff1d(np.arange(1000), np.arange(0, 1000, 7))  # a validation split taken out
+    block_of = cells // 50
+    sampler = _MinibatchSampler(
+        cells, np.arange(1000) % 3, batch_size=32, seed=1, shuffle=True, balanced=balanced,
+        block_rows=50, buffer_blocks=4,
+    )  # fmt: skip
+    orders = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        order = np.concatenate(list(sampler))
+        orders.append(order)
+        assert np.isin(order, cells).all()
+        if balanced:  # drawn with replacement, as many cells as the split
+            assert order.size == cells.size - cells.size % 32 or order.size == cells.size
+            continue
+        np.testing.assert_array_equal(np.sort(order), cells)  # every cell once per epoch
+        # the order is a run of buffers, each holding every cell of at most 4 blocks
+        i = 0
+        while i < order.size:
+            seen: set[int] = set()
+            j = i
+            while True:
+                seen.add(int(order[j] // 50))
+                j += 1
+                if j - i == np.isin(block_of, list(seen)).sum():
+                    break
+            assert len(seen) <= 4
+            i = j
+    assert not np.array_equal(orders[0], orders[1])
+
+
+@pytest.mark.parametrize("buffer_blocks", [2, 16])  # several buffers; one buffer (the in-memory draw)
+def test_block_minibatches_equal_for_backed_dask_and_in_memory(tmp_path, monkeypatch, buffer_blocks):
+    import sctransfer.models.trvae._data as data
+    from sctransfer.models.trvae._data import TRVAEDataModule
+
+    monkeypatch.setattr(data, "BUFFER_BLOCKS", buffer_blocks)
+
+    adata = simulate(n_cells=300)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    matrices = [ad.read_h5ad(tmp_path / "a.h5ad", backed="r").X]
+    try:
+        import dask.array as da
+
+        matrices.append(da.from_array(adata.X.toarray(), chunks=(64, -1)))
+    except ImportError:  # dask is optional
+        pass
+    codes = adata.obs["cond"].cat.codes.to_numpy()
+    train, val = np.arange(0, 300, 2), np.arange(1, 300, 2)
+    kw = {"batch_size": 16, "seed": 3}
+    memory = TRVAEDataModule(adata.X, codes, train, val, block_rows=40, **kw)
+    want = _epoch_batches(memory, 2)
+    for X in matrices:
+        dm = TRVAEDataModule(X, codes, train, val, block_rows=40, **kw)
+        got = _epoch_batches(dm, 2)
+        assert len(got) == len(want)
+        for (gx, gc), (wx, wc) in zip(got, want, strict=True):
+            np.testing.assert_array_equal(gx, wx)
+            np.testing.assert_array_equal(gc, wc)
+        # a backed or dask matrix takes blocks by default, and its validation cells are read in order
+        assert TRVAEDataModule(X, codes, train, val, **kw).block_rows is not None
+    assert TRVAEDataModule(adata.X, codes, train, val, **kw).block_rows is None
+    plain = _epoch_batches(TRVAEDataModule(adata.X, codes, train, val, **kw), 2)
+    # one buffer draws exactly as in memory; several shuffle within buffers
+    same = all(np.array_equal(a[0], b[0]) for a, b in zip(plain, want, strict=True))
+    assert same == (buffer_blocks == 16)
+
+
+def test_trains_from_a_backed_file_by_blocks(tmp_path, monkeypatch):
+    import sctransfer._utils._validation as validation
+    import sctransfer.models.trvae._data as data
+
+    adata = simulate(n_cells=400)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    monkeypatch.setattr(data, "BLOCK_ROWS", 64)
+    reads = []
+
+    def counted(X, start, stop):
+        reads.append(stop - start)
+        return validation.read_chunk(X, start, stop)
+
+    monkeypatch.setattr(data, "read_chunk", counted)
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the matrix was read whole")
+
+    monkeypatch.setattr(validation, "read_rows", whole)
+    latents = []
+    for _ in range(2):
+        backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
+        model = model_on(backed)
+        reads.clear()
+        model.train(max_epochs=3, random_state=2, **FAST)
+        assert reads and max(reads) <= 64
+        latents.append(model.get_latent_representation(batch_size=100))
+        assert max(reads) <= 100
+    np.testing.assert_array_equal(latents[0], latents[1])
+    # the same model in memory learns the same kind of embedding (different minibatches)
+    memory = model_on(adata)
+    memory.train(max_epochs=3, random_state=2, **FAST)
+    assert latents[0].shape == memory.get_latent_representation().shape
+    assert np.isfinite(latents[0]).all()
+    pred = model.predict(backed, target_condition="B", batch_size=100)
+    assert pred.shape == (400, 40) and np.isfinite(pred.X).all()

@@ -19,8 +19,6 @@ from .._utils._validation import (
     check_obs_key,
     check_writable,
     get_matrix,
-    in_memory,
-    is_in_memory,
 )
 from ..models.trvae._config import TRVAEPreset
 
@@ -113,11 +111,8 @@ def trvae(
     # the model registers its own light AnnData (the same matrix, not a copy) so that scvi-tools' set-up
     # columns never land in the user's object
     obs = pd.DataFrame({condition_key: target.obs[condition_key].to_numpy()}, index=target.obs_names)
+    # a backed or dask matrix is not read whole: the model reads it by blocks of rows (see TRVAE.train)
     X = get_matrix(target, layer, "adata")
-    if not is_in_memory(X):
-        # the minibatches draw rows at random, which a backed file or a dask array serves slowly: read the
-        # matrix once, in row chunks (it is then checked and trained on without further reads)
-        X = in_memory(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
     work = AnnData(X=X, obs=obs, var=pd.DataFrame(index=target.var_names.copy()))
     TRVAE.setup_anndata(work, condition_key=condition_key)
     model = TRVAE(work, preset=preset, **config)

@@ -18,7 +18,14 @@ from scvi.data.fields import CategoricalObsField, LayerField
 
 from ..._utils._logging import logger
 from ..._utils._torch import register_fields, run_training
-from ..._utils._validation import check_choice, check_int, check_obs_key, check_values, get_matrix
+from ..._utils._validation import (
+    check_choice,
+    check_int,
+    check_obs_key,
+    check_values,
+    get_matrix,
+    take_columns,
+)
 from .._base import NeuralModel
 from ._config import PREDICT_METHODS, PRESETS, RENAMED_PRESETS, PredictMethod, TRVAEPreset
 from ._data import TRVAEDataModule, dense_rows
@@ -231,7 +238,11 @@ class TRVAE(NeuralModel):
         return self.conditions_.index(str(name))
 
     def _inputs(self, adata: AnnData | None, *, need_conditions: bool = True):
-        """Values on the model's genes (CSR or dense, not densified) and condition codes of ``adata``."""
+        """Values on the model's genes (CSR or dense, not densified) and condition codes of ``adata``.
+
+        A backed or dask matrix stays where it is (training and inference read it by blocks of rows),
+        unless its genes must be reordered: then only the model's genes are read into memory.
+        """
         if adata is None:
             adata = self.adata
         if not isinstance(adata, AnnData):
@@ -239,7 +250,7 @@ class TRVAE(NeuralModel):
         X = get_matrix(adata, self.layer_, "adata")
         idx = _gene_index(adata.var_names, self.genes_, "adata")
         if idx is not None:
-            X = X[:, idx]
+            X = take_columns(X, idx, "adata")
         if sp.issparse(X):
             X = sp.csr_matrix(X)
         check_values(X, "adata", nonnegative=self.config.recon_loss == "nb")
