@@ -455,7 +455,11 @@ def test_block_sampler_shuffles_within_buffers_of_blocks(balanced):
     orders = []
     for epoch in (0, 1):
         sampler.set_epoch(epoch)
-        order = np.concatenate(list(sampler))
+        batches = list(sampler)
+        # a minibatch never straddles two buffers: its cells come from at most 4 blocks
+        assert max(np.unique(b // 50).size for b in batches) <= 4
+        assert all(32 <= b.size < 64 for b in batches[:-1])
+        order = np.concatenate(batches)
         orders.append(order)
         assert np.isin(order, cells).all()
         if balanced:  # drawn with replacement, as many cells as the split
@@ -498,9 +502,19 @@ def test_block_minibatches_equal_for_backed_dask_and_in_memory(tmp_path, monkeyp
     kw = {"batch_size": 16, "seed": 3}
     memory = TRVAEDataModule(adata.X, codes, train, val, block_rows=40, **kw)
     want = _epoch_batches(memory, 2)
+    reads = []
+
+    def counted(X, start, stop):
+        reads.append(start)
+        return data.read_chunk.__wrapped__(X, start, stop)
+
+    counted.__wrapped__ = data.read_chunk
+    monkeypatch.setattr(data, "read_chunk", counted)
     for X in matrices:
         dm = TRVAEDataModule(X, codes, train, val, block_rows=40, **kw)
+        reads.clear()
         got = _epoch_batches(dm, 2)
+        assert len(reads) == 8  # each block once an epoch
         assert len(got) == len(want)
         for (gx, gc), (wx, wc) in zip(got, want, strict=True):
             np.testing.assert_array_equal(gx, wx)

@@ -51,7 +51,8 @@ def trvae(
     ----------
     adata
         Cells x genes: log-normalised values (for example 2,000 highly variable genes) for the default,
-        faithful and paper presets, counts for ``preset="scarches"``.
+        faithful and paper presets, counts for ``preset="scarches"``. A backed or dask matrix is read by
+        blocks of rows while training, never whole (see :class:`~sctransfer.models.TRVAE`).
     condition_key
         ``.obs`` column with each cell's condition (at least two conditions, no missing values).
     layer

@@ -105,8 +105,10 @@ class _MinibatchSampler(Sampler[np.ndarray]):
     A last minibatch of fewer than ``min_last`` cells is dropped (batch normalisation needs several).
 
     With ``block_rows``, the permutation (or the draws) runs within buffers of ``buffer_blocks`` blocks
-    of that many contiguous rows, the blocks taken in a new random order every epoch, so that an epoch
-    reads each block once. When one buffer holds every block, the draw is the in-memory one.
+    of that many contiguous rows, the blocks taken in a new random order every epoch, and each buffer is
+    cut into its own minibatches (the last one takes the remainder, up to ``2 * batch_size - 1``
+    cells), so that an epoch reads each block once. When one buffer holds every block, the draw is the
+    in-memory one.
     """
 
     def __init__(
@@ -142,13 +144,15 @@ class _MinibatchSampler(Sampler[np.ndarray]):
         self.epoch = epoch
 
     def _batches(self) -> list[np.ndarray]:
-        n = self.cells.size
         # one buffer holding every block draws as in memory
-        buffers = self.block_rows is not None and self.n_blocks > self.buffer_blocks
-        if self.shuffle and buffers:
-            order = self._block_order(np.random.default_rng([self.seed, self.epoch]))
-        elif self.shuffle:
+        if self.shuffle and self.block_rows is not None and self.n_blocks > self.buffer_blocks:
             rng = np.random.default_rng([self.seed, self.epoch])
+            return [
+                batch for part in self._buffer_orders(rng) for batch in self._split(part, merge_last=True)
+            ]
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            n = self.cells.size
             order = (
                 rng.choice(self.cells, n, replace=True, p=self.p)
                 if self.balanced
@@ -156,13 +160,24 @@ class _MinibatchSampler(Sampler[np.ndarray]):
             )
         else:
             order = self.cells
+        return self._split(order)
+
+    def _split(self, order: np.ndarray, *, merge_last: bool = False) -> list[np.ndarray]:
+        """Minibatches of ``order``; the remainder joins the last full one with ``merge_last``."""
+        n = order.size
+        if merge_last and n >= self.batch_size:
+            return np.split(order, list(range(self.batch_size, n - self.batch_size + 1, self.batch_size)))
         batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
-        if len(batches) > 1 and batches[-1].size < self.min_last:
+        if batches and batches[-1].size < self.min_last and (len(batches) > 1 or merge_last):
             batches.pop()
         return batches
 
-    def _block_order(self, rng: np.random.Generator) -> np.ndarray:
-        """The epoch's cells, shuffled (or drawn) within buffers of randomly ordered blocks."""
+    def _buffer_orders(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """The epoch's cells, shuffled (or drawn) within buffers of randomly ordered blocks.
+
+        Minibatches never straddle two buffers (each buffer's remainder joins its last minibatch), so a
+        cache of one buffer's blocks reads every block once an epoch.
+        """
         blocks = self.cells // self.block_rows
         chosen = rng.permutation(np.unique(blocks))
         parts = []
@@ -174,7 +189,7 @@ class _MinibatchSampler(Sampler[np.ndarray]):
                 parts.append(rng.choice(cells, cells.size, replace=True, p=w / w.sum()))
             else:
                 parts.append(rng.permutation(cells))
-        return np.concatenate(parts) if parts else self.cells[:0]
+        return parts
 
     def __len__(self) -> int:
         return len(self._batches())
@@ -225,8 +240,8 @@ class TRVAEDataModule(pl.LightningDataModule):
         if block_rows is None:
             self.data = _Rows(X.tocsr() if sp.issparse(X) else X, codes)
         else:
-            # two buffers: a minibatch may take its cells from the end of one and the start of the next
-            self.data = _Rows(X, codes, block_rows=block_rows, cache_blocks=2 * BUFFER_BLOCKS)
+            # one buffer: minibatches never straddle two, and a buffer left is not read again that epoch
+            self.data = _Rows(X, codes, block_rows=block_rows, cache_blocks=BUFFER_BLOCKS)
         self.train_idx = np.asarray(train_idx, dtype=np.int64)
         self.val_idx = np.asarray(val_idx, dtype=np.int64)
         self.batch_size = batch_size

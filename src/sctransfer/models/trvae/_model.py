@@ -76,6 +76,10 @@ class TRVAE(NeuralModel):
     adata
         AnnData registered with :meth:`setup_anndata` (or pass ``condition_key`` to register it here):
         log-normalised values for the Gaussian losses (``recon_loss="sse"``/``"mse"``), counts for ``"nb"``.
+        A matrix opened with ``backed="r"`` or held as a dask array is never read whole: training reads
+        blocks of contiguous rows and shuffles the cells of a buffer of random blocks at a time (the
+        in-memory draw when one buffer holds every cell), and inference reads by minibatches; the
+        "Scaling to large data" page gives the sizes and what they cost.
     condition_key, layer
         If given, call :meth:`setup_anndata` with them first.
     preset
