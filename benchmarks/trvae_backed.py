@@ -15,7 +15,8 @@ the batch as trVAE's condition:
    reports the seconds per epoch, the peak RSS and, on a sample of cells, the latent's kNN purity of
    the cell types and its batch-mixing entropy (``sct.metrics``).
 
-Run: ``python benchmarks/trvae_backed.py`` (writes ``benchmarks/results/trvae_backed.json``).
+Run: ``python benchmarks/trvae_backed.py --n-cells 300000`` (``--runs`` picks the trainings). Each size
+replaces its own entry in ``benchmarks/results/trvae_backed.json``.
 """
 
 from __future__ import annotations
@@ -36,29 +37,35 @@ from _provenance import source_commit
 
 RESULTS = Path(__file__).parent / "results" / "trvae_backed.json"
 N_SAMPLE = 10_000  # cells scored with the latent metrics
+#: training runs: (where the values are, the file's layout)
+RUNS = {
+    "memory": ("memory", "own order"),
+    "backed": ("backed", "own order"),
+    "backed-sorted": ("backed", "sorted by batch"),
+}
 
 
-def lognormalised_files(n: int, data_dir: Path) -> dict[str, Path]:
-    """The atlas reference of ``n`` cells, log-normalised, in its own order and sorted by batch."""
+LAYOUTS = {"own order": "", "sorted by batch": "_sorted"}
+
+
+def lognormalised_file(n: int, layout: str, data_dir: Path) -> Path:
+    """The atlas reference of ``n`` cells, log-normalised, in its own order or sorted by batch."""
     import anndata as ad
     import scanpy as sc
 
-    out = {
-        "own order": data_dir / f"trvae_atlas_{n}.h5ad",
-        "sorted by batch": data_dir / f"trvae_atlas_{n}_sorted.h5ad",
-    }
-    if all(p.exists() for p in out.values()):
-        return out
+    path = data_dir / f"trvae_atlas_{n}{LAYOUTS[layout]}.h5ad"
+    if path.exists():
+        return path
     from scale import make_data
 
     ref, _, _ = make_data(n, data_dir)
     adata = ad.read_h5ad(ref)
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
-    adata.write_h5ad(out["own order"])
-    order = np.argsort(adata.obs["batch"].astype(str).to_numpy(), kind="stable")
-    adata[order].copy().write_h5ad(out["sorted by batch"])
-    return out
+    if layout == "sorted by batch":
+        adata = adata[np.argsort(adata.obs["batch"].astype(str).to_numpy(), kind="stable")].copy()
+    adata.write_h5ad(path)
+    return path
 
 
 def mixing(batches: np.ndarray, *, batch_size: int, seed: int = 0, epochs: int = 2) -> dict:
@@ -154,6 +161,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/sct_scale"))
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
     parser.add_argument(
         "--worker", nargs=4, metavar=("PATH", "MODE", "EPOCHS", "OUT"), help=argparse.SUPPRESS
     )
@@ -165,37 +173,42 @@ def main() -> None:
 
     import anndata as ad
 
+    from scale import make_data
     from sctransfer.models.trvae import PRESETS, _data
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    files = lognormalised_files(args.n_cells, args.data_dir)
     batch_size = PRESETS["default"].batch_size
     result: dict = {
-        "benchmark": "trvae_backed",
+        "n_cells": args.n_cells,
         "command": "python benchmarks/trvae_backed.py " + " ".join(sys.argv[1:]),
         "source_commit": source_commit(),
-        "n_cells": args.n_cells,
         "block_rows": _data.BLOCK_ROWS,
         "buffer_blocks": _data.BUFFER_BLOCKS,
         "batch_size": batch_size,
+        "epochs": args.epochs,
         "environment": {"python": platform.python_version(), "cpu_count": os.cpu_count()},
         "mixing": {},
         "training": [],
     }
-    for layout, path in files.items():
-        batches = ad.read_h5ad(path, backed="r").obs["batch"].astype(str).to_numpy()
-        result["mixing"][layout] = mixing(batches, batch_size=batch_size)
+    ref, _, _ = make_data(args.n_cells, args.data_dir)  # the counts file: its batches give both layouts
+    batches = ad.read_h5ad(ref, backed="r").obs["batch"].astype(str).to_numpy()
+    for layout, order in (("own order", batches), ("sorted by batch", np.sort(batches, kind="stable"))):
+        result["mixing"][layout] = mixing(order, batch_size=batch_size)
         for name, row in result["mixing"][layout].items():
-            print(f"mixing  {layout:16s} {name:10s} {row}", flush=True)
-    runs = [("memory", "own order"), ("backed", "own order"), ("backed", "sorted by batch")]
-    for mode, layout in [] if args.skip_training else runs:
-        out = args.data_dir / f"trvae_backed_{mode}_{layout.replace(' ', '_')}.json"
-        cmd = [sys.executable, __file__, "--worker", str(files[layout]), mode, str(args.epochs), str(out)]
+            print(f"mixing  {layout:16s} {name:16s} {row}", flush=True)
+    for run in [] if args.skip_training else args.runs:
+        mode, layout = RUNS[run]
+        path = lognormalised_file(args.n_cells, layout, args.data_dir)
+        out = args.data_dir / f"trvae_backed_{args.n_cells}_{run}.json"
+        cmd = [sys.executable, __file__, "--worker", str(path), mode, str(args.epochs), str(out)]
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         row = {"layout": layout, **json.loads(out.read_text())}
         result["training"].append(row)
         print(f"train   {layout:16s} {row}", flush=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    # one file for every size: a run replaces the entry of its size
+    sizes = json.loads(args.output.read_text())["sizes"] if args.output.exists() else []
+    sizes = sorted([r for r in sizes if r["n_cells"] != args.n_cells] + [result], key=lambda r: r["n_cells"])
+    args.output.write_text(json.dumps({"benchmark": "trvae_backed", "sizes": sizes}, indent=1) + "\n")
     print(f"wrote {args.output}")
 
 
