@@ -71,22 +71,14 @@ def _run_verb(verb: str, ref, query) -> dict:
     elif verb == "bermuda":
         sct.tl.bermuda(ref, batch_key="batch")
     elif verb == "scjoint_epoch":
-        from lightning.pytorch.callbacks import Callback
+        from _epochs import EpochTimer
 
-        epochs: list[float] = []
-
-        class EpochTimer(Callback):
-            def on_train_epoch_start(self, trainer, pl_module):
-                self.t0 = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer, pl_module):
-                epochs.append(time.perf_counter() - self.t0)
-
+        timer = EpochTimer()
         sct.tl.label_transfer(
             ref, query, labels_key="cell_type", method="scjoint", max_epochs=1, max_epochs_stage3=0,
-            enable_progress_bar=False, trainer_kwargs={"callbacks": [EpochTimer()]},
+            enable_progress_bar=False, trainer_kwargs={"callbacks": [timer]},
         )  # fmt: skip
-        info["epoch_seconds"] = epochs
+        info["epoch_seconds"] = timer.seconds
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(verb)
     return info

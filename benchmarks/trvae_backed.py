@@ -114,19 +114,12 @@ def worker(path: Path, mode: str, epochs: int, out: Path) -> None:
     import warnings
 
     import anndata as ad
-    from lightning.pytorch.callbacks import Callback
 
     import sctransfer as sct
+    from _epochs import EpochTimer
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    epoch_seconds: list[float] = []
-
-    class EpochTimer(Callback):
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.t0 = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            epoch_seconds.append(time.perf_counter() - self.t0)
+    timer = EpochTimer()
 
     t0 = time.perf_counter()
     adata = ad.read_h5ad(path, backed="r")
@@ -139,7 +132,7 @@ def worker(path: Path, mode: str, epochs: int, out: Path) -> None:
     model = TRVAE(work, preset="default")
     model.train(
         max_epochs=epochs, early_stopping=False, random_state=0, enable_progress_bar=False,
-        callbacks=[EpochTimer()],
+        callbacks=[timer],
     )  # fmt: skip
     latent = model.get_latent_representation()
     seconds = time.perf_counter() - t0
@@ -152,7 +145,7 @@ def worker(path: Path, mode: str, epochs: int, out: Path) -> None:
     result = {
         "mode": mode,
         "seconds": round(seconds, 1),
-        "epoch_seconds": [round(s, 1) for s in epoch_seconds],
+        "epoch_seconds": [round(s, 1) for s in timer.seconds],
         "peak_rss_gb": round(peak_gb, 2),
         "knn_purity_cell_type": round(sct.metrics.knn_purity(latent[sample], obs["cell_type"].to_numpy()), 4),
         "batch_mixing_entropy": round(
