@@ -179,10 +179,9 @@ def main() -> None:
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     batch_size = PRESETS["default"].batch_size
+    command, commit = "python benchmarks/trvae_backed.py " + " ".join(sys.argv[1:]), source_commit()
     result: dict = {
         "n_cells": args.n_cells,
-        "command": "python benchmarks/trvae_backed.py " + " ".join(sys.argv[1:]),
-        "source_commit": source_commit(),
         "block_rows": _data.BLOCK_ROWS,
         "buffer_blocks": _data.BUFFER_BLOCKS,
         "batch_size": batch_size,
@@ -203,11 +202,25 @@ def main() -> None:
         out = args.data_dir / f"trvae_backed_{args.n_cells}_{run}.json"
         cmd = [sys.executable, __file__, "--worker", str(path), mode, str(args.epochs), str(out)]
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        row = {"layout": layout, **json.loads(out.read_text())}
+        row = {"layout": layout, **json.loads(out.read_text()), "source_commit": commit, "command": command}
         result["training"].append(row)
         print(f"train   {layout:16s} {row}", flush=True)
-    # one file for every size: a run replaces the entry of its size
+    # one file for every size; a run replaces the rows it measured again and keeps the others
     sizes = json.loads(args.output.read_text())["sizes"] if args.output.exists() else []
+    for old in (r for r in sizes if r["n_cells"] == args.n_cells):
+        done = {(row["mode"], row["layout"]) for row in result["training"]}
+        for row in old["training"]:
+            if (row["mode"], row["layout"]) not in done:
+                row.setdefault("source_commit", old.get("source_commit"))
+                row.setdefault("command", old.get("command"))
+                result["training"].append(row)
+    for entry in sizes:  # entries written before the rows recorded their own commit and command
+        for key in ("source_commit", "command"):
+            value = entry.pop(key, None)
+            for row in entry["training"]:
+                row.setdefault(key, value)
+    order = list(RUNS.values())
+    result["training"].sort(key=lambda row: order.index((row["mode"], row["layout"])))
     sizes = sorted([r for r in sizes if r["n_cells"] != args.n_cells] + [result], key=lambda r: r["n_cells"])
     args.output.write_text(json.dumps({"benchmark": "trvae_backed", "sizes": sizes}, indent=1) + "\n")
     print(f"wrote {args.output}")

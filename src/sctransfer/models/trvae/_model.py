@@ -437,7 +437,9 @@ class TRVAE(NeuralModel):
         device = next(self.module.parameters()).device
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(random_state)
-        blocks = []
+        if X.shape[0] == 0:
+            raise ValueError("adata has no cells; pass at least one cell.")
+        out: np.ndarray | None = None  # filled minibatch by minibatch: no list of blocks to concatenate
         try:
             with torch.inference_mode():
                 for idx in self._batches(X.shape[0], batch_size):
@@ -445,14 +447,17 @@ class TRVAE(NeuralModel):
                     s = torch.as_tensor(source[idx], device=device)
                     inf = self.module.inference(x, s, sample=sample)
                     if output == "z":
-                        blocks.append(inf["z"].cpu().numpy())
-                        continue
-                    t = torch.as_tensor(target[idx], device=device)
-                    gen = self.module.generative(inf["z"], t, inf["library"])
-                    blocks.append(gen["y" if output == "y" else "mean"].cpu().numpy())
+                        block = inf["z"]
+                    else:
+                        t = torch.as_tensor(target[idx], device=device)
+                        gen = self.module.generative(inf["z"], t, inf["library"])
+                        block = gen["y" if output == "y" else "mean"]
+                    if out is None:
+                        out = np.empty((X.shape[0], block.shape[1]), dtype=np.float32)
+                    out[idx[0] : idx[-1] + 1] = block.cpu().numpy()
         finally:
             torch.random.set_rng_state(generator_state)
-        return np.concatenate(blocks, axis=0).astype(np.float32)
+        return out
 
     def predict(
         self,
