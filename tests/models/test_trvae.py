@@ -564,3 +564,11 @@ def test_trains_from_a_backed_file_by_blocks(tmp_path, monkeypatch):
     assert np.isfinite(latents[0]).all()
     pred = model.predict(backed, target_condition="B", batch_size=100)
     assert pred.shape == (400, 40) and np.isfinite(pred.X).all()
+
+
+def test_latent_of_no_cells_is_refused_clearly():
+    adata = simulate()
+    model = model_on(adata)
+    model.train(max_epochs=1, **FAST)
+    with pytest.raises(ValueError, match="no cells|no values"):
+        model.get_latent_representation(adata[:0])
