@@ -504,11 +504,12 @@ def test_block_minibatches_equal_for_backed_dask_and_in_memory(tmp_path, monkeyp
     want = _epoch_batches(memory, 2)
     reads = []
 
+    read_chunk = data.read_chunk
+
     def counted(X, start, stop):
         reads.append(start)
-        return data.read_chunk.__wrapped__(X, start, stop)
+        return read_chunk(X, start, stop)
 
-    counted.__wrapped__ = data.read_chunk
     monkeypatch.setattr(data, "read_chunk", counted)
     for X in matrices:
         dm = TRVAEDataModule(X, codes, train, val, block_rows=40, **kw)
@@ -557,11 +558,10 @@ def test_trains_from_a_backed_file_by_blocks(tmp_path, monkeypatch):
         latents.append(model.get_latent_representation(batch_size=100))
         assert max(reads) <= 100
     np.testing.assert_array_equal(latents[0], latents[1])
-    # the same model in memory learns the same kind of embedding (different minibatches)
+    # 7 blocks fit one buffer: the minibatches, and so the model, are those of the in-memory run
     memory = model_on(adata)
     memory.train(max_epochs=3, random_state=2, **FAST)
-    assert latents[0].shape == memory.get_latent_representation().shape
-    assert np.isfinite(latents[0]).all()
+    np.testing.assert_allclose(latents[0], memory.get_latent_representation(), rtol=1e-5, atol=1e-6)
     pred = model.predict(backed, target_condition="B", batch_size=100)
     assert pred.shape == (400, 40) and np.isfinite(pred.X).all()
 
