@@ -282,14 +282,13 @@ def test_sparse_chunks_are_stacked_into_one_growing_matrix(sizes):
 
 def test_model_inputs_keep_float32():
     """CaSTLe and MetaNeighbor read float32 values as they are: no float64 copy of the matrix."""
-    from sctransfer.kernels._metaneighbor import _prepare
+    from sctransfer.kernels._metaneighbor import _prepare_matrix
     from sctransfer.models.castle._model import _as_float
 
     X = sp.random(40, 30, density=0.3, format="csr", dtype=np.float32, random_state=0)
     assert _as_float(X).dtype == np.float32 and _as_float(X.toarray()).dtype == np.float32
     assert _as_float(X.astype(np.float64)).dtype == np.float64
-    batches, clusters = np.repeat([0, 1], 20), np.repeat([0, 1, 2, 3], 10)
-    assert _prepare(X, batches, clusters)[0].dtype == np.float32
-    assert _prepare(X.toarray(), batches, clusters)[0].dtype == np.float32
-    assert _prepare((X * 10).astype(np.int32), batches, clusters)[0].dtype == np.float32
-    assert _prepare(X.toarray().astype(np.int64) + 2**30, batches, clusters)[0].dtype == np.float64
+    assert _prepare_matrix(X).dtype == np.float32
+    assert _prepare_matrix(X.toarray()).dtype == np.float32
+    assert _prepare_matrix((X * 10).astype(np.int32)).dtype == np.float32
+    assert _prepare_matrix(X.toarray().astype(np.int64) + 2**30).dtype == np.float64

@@ -111,6 +111,71 @@ def test_metaneighbor_finds_shared_cell_types():
         assert set(zip(pairs.cluster_1, pairs.cluster_2, strict=True)) == {(0, 3), (1, 4), (2, 5)}
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fast_metaneighbor_by_chunks_matches_reference(monkeypatch, sparse):
+    """Ranked 7 cells at a time (13 chunks), the fast version still matches the reference, and the
+    result is that of one chunk to rounding."""
+    import sctransfer.kernels._metaneighbor as mn
+
+    X, batches, clusters = random_data(seed=6, sparse=sparse)
+    whole = metaneighbor(X, batches, clusters, fast=True).to_numpy()
+    monkeypatch.setattr(mn, "_CHUNK_ROWS", 7)
+    chunked = metaneighbor(X, batches, clusters, fast=True).to_numpy()
+    np.testing.assert_allclose(chunked, whole, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(chunked, reference_metaneighbor(X, batches, clusters, fast=True), atol=1e-6)
+
+
+def test_fast_metaneighbor_reads_a_backed_matrix_once_by_chunks(monkeypatch, tmp_path):
+    """A backed matrix is read chunk by chunk, each chunk once, never whole; the result is the in-memory one."""
+    import anndata as ad
+
+    import sctransfer._utils._validation as validation
+    import sctransfer.kernels._metaneighbor as mn
+
+    X, batches, clusters = random_data(seed=7, sparse=True)
+    X = X.astype(np.float32)
+    expected = metaneighbor(X, batches, clusters, fast=True).to_numpy()
+    ad.AnnData(X).write_h5ad(tmp_path / "x.h5ad")
+    backed = ad.read_h5ad(tmp_path / "x.h5ad", backed="r")
+    reads = []
+    read_chunk = validation.read_chunk
+
+    def counted(matrix, start, stop):
+        reads.append((start, stop))
+        return read_chunk(matrix, start, stop)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the whole matrix was read")
+
+    monkeypatch.setattr(validation, "read_chunk", counted)
+    monkeypatch.setattr(validation, "read_rows", refused)
+    monkeypatch.setattr(mn, "_CHUNK_ROWS", 16)
+    result = metaneighbor(backed.X, batches, clusters, fast=True).to_numpy()
+    backed.file.close()
+    assert reads == [(start, min(start + 16, 90)) for start in range(0, 90, 16)]
+    np.testing.assert_allclose(result, expected, atol=1e-12, rtol=0)
+
+
+def test_fast_metaneighbor_names_constant_cells_of_any_chunk(monkeypatch):
+    import sctransfer.kernels._metaneighbor as mn
+
+    X, batches, clusters = random_data(seed=8)
+    X[[3, 50, 88]] = 2.0
+    monkeypatch.setattr(mn, "_CHUNK_ROWS", 16)
+    with pytest.raises(ValueError, match=r"3 cell\(s\) \(rows \[3, 50, 88\]\) have the same value"):
+        metaneighbor(X, batches, clusters, fast=True)
+
+
+def test_ranks_are_held_as_the_smallest_integers_that_fit():
+    from sctransfer.kernels._metaneighbor import _rank_integers
+
+    # doubled centred ranks lie in [-(G - 1), G - 1]; minus the row's zero value, twice that
+    assert _rank_integers(16_384, relative=True) == np.int16
+    assert _rank_integers(16_385, relative=True) == np.int32
+    assert _rank_integers(32_768, relative=False) == np.int16
+    assert _rank_integers(32_769, relative=False) == np.int32
+
+
 # ------------------------------------------------------------------------------------------------
 # cluster-pair selection
 # ------------------------------------------------------------------------------------------------

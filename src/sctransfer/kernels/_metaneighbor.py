@@ -22,7 +22,8 @@ It never forms the network: ``O(N G (C + B))`` time and ``O(N (C + B) + nnz)`` e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,8 @@ __all__ = ["metaneighbor", "select_cluster_pairs"]
 
 #: bytes per cell pair held by the exact version (network + upper-triangle values, positions, order)
 _EXACT_BYTES_PER_PAIR = 20.0
+#: cells ranked at a time by the fast version (a backed or dask matrix is read this many rows at a time)
+_CHUNK_ROWS = 32_768
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,54 +269,149 @@ def _auroc_columns(
 # piece is computed as on one thread, so the results do not depend on the thread count
 # --------------------------------------------------------------------------------------------------
 def _csr_doubled_ranks(X: sp.csr_matrix, relative: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_csr_doubled_ranks_rows` over all rows of ``X``, by row chunks on threads."""
-    from ._pca import _chunked
+    """:func:`_csr_doubled_ranks_rows` over all rows of ``X``, in one piece of rows per thread."""
+    from ._knn import _n_workers, _run_blocks
 
     n, n_genes = X.shape
     indptr = X.indptr.astype(np.int64)
     out, zero_value, stored_ss = np.empty(X.data.size), np.empty(n), np.zeros(n)
+    n_workers = _n_workers()
+    step = max(1, -(-n // n_workers))
 
-    def work(r0: int, r1: int) -> None:
+    def work(r0: int) -> None:
+        r1 = min(r0 + step, n)
         _csr_doubled_ranks_rows(X.data, indptr, n_genes, relative, r0, r1, out, zero_value, stored_ss)
 
-    _chunked(n, work)
+    _run_blocks(work, range(0, n, step), n_workers)
     return out, zero_value, stored_ss
 
 
+def _rank_integers(n_genes: int, relative: bool) -> np.dtype:
+    """The smallest integer dtype that holds the doubled centred ranks of ``n_genes`` genes.
+
+    They are integers in ``[-(G - 1), G - 1]``; minus the row's zero value (``relative``), twice that range.
+    """
+    bound = (2 if relative else 1) * (n_genes - 1)
+    return np.dtype(np.int16) if bound <= np.iinfo(np.int16).max else np.dtype(np.int32)
+
+
+@dataclass
+class _RankedChunk:
+    """The doubled centred ranks of a chunk of cells, as compact integers.
+
+    ``Y`` is CSR (the stored entries' ranks minus the row's ``zero_value``) or dense (the ranks, and
+    ``zero_value`` is ``None``); ``scale`` is ``1 / sqrt(sum of squares)`` of every row.
+    """
+
+    start: int
+    Y: sp.csr_matrix | np.ndarray
+    zero_value: np.ndarray | None
+    scale: np.ndarray
+
+
+def _rank_chunk(block: np.ndarray | sp.csr_matrix, start: int, bad: list[int]) -> _RankedChunk:
+    """Rank one chunk of cells, checked as :func:`_prepare_matrix` checks a matrix.
+
+    The rows whose genes all have the same value are added to ``bad`` (by their position in the whole
+    matrix).
+    """
+    X = _prepare_matrix(block)
+    n_genes = X.shape[1]
+    if sp.issparse(X):
+        ydata, zero_value, ss = _csr_doubled_ranks(X, True)
+        ss += (n_genes - np.diff(X.indptr)) * zero_value**2
+        # the arrays set on an empty matrix: a CSR view of X keeps sharing X's indices
+        Y = sp.csr_matrix(X.shape, dtype=_rank_integers(n_genes, True))
+        Y.data, Y.indices, Y.indptr = ydata.astype(Y.dtype), X.indices, X.indptr
+    else:
+        Y64 = _dense_doubled_ranks(X)
+        ss = np.einsum("ij,ij->i", Y64, Y64)
+        Y, zero_value = Y64.astype(_rank_integers(n_genes, False)), None
+    constant = ss <= 0
+    bad.extend((start + np.flatnonzero(constant)).tolist())
+    scale = 1.0 / np.sqrt(np.where(constant, 1.0, ss))
+    return _RankedChunk(start, Y, zero_value, scale)
+
+
+def _row_chunks(X: object, n_rows: int) -> Iterator[tuple[int, np.ndarray | sp.csr_matrix]]:
+    """``(start, rows)`` of ``X`` by :data:`_CHUNK_ROWS` rows.
+
+    Views of an in-memory matrix, the rows that a row source (:class:`~sctransfer.kernels._pca.RowSource`)
+    makes, or rows read from a backed or dask matrix.
+    """
+    from .._utils._validation import check_readable, is_in_memory, read_chunk
+    from ._pca import RowSource, _row_slice
+
+    if is_in_memory(X):
+        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+    elif not isinstance(X, RowSource):
+        check_readable(X, "X")
+    for start in range(0, n_rows, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_rows)
+        if isinstance(X, np.ndarray) or sp.issparse(X) or isinstance(X, RowSource):
+            yield start, _row_slice(X, start, stop)  # type: ignore[arg-type]
+        else:
+            yield start, read_chunk(X, start, stop)
+
+
 def _fast_scores(
-    Y: sp.csr_matrix | np.ndarray,
-    zero_value: np.ndarray | None,
-    W: np.ndarray,
-    scale: np.ndarray,
-    n_group: np.ndarray,
+    X: object,
+    cell_batch: np.ndarray,
+    cell_cluster: np.ndarray,
     n_clusters: int,
+    n_batches: int,
     cluster_batch: np.ndarray,
 ) -> np.ndarray:
-    """Every cell's vote share for every cluster, by row chunks on threads (cells x clusters, float64).
+    """Every cell's vote share for every cluster (cells x clusters, float64), reading ``X`` once.
 
-    ``Y`` holds the doubled ranks (dense), or their differences from each row's ``zero_value`` (CSR);
-    ``W`` the cluster and batch sums of the normalised ranks. A chunk's products with the cluster and the
-    batch sums become its scores at once, so only the scores are held for all cells (the products were
-    several more cells x clusters arrays).
+    Each chunk of cells is ranked as it is read, and only its ranks are kept, as small integers; the
+    cluster and batch sums ``W`` of the normalised ranks are summed chunk by chunk. Then every chunk's
+    products with the cluster and the batch sums become its scores at once, so only the scores are held
+    for all cells.
     """
-    from ._pca import _chunked, _row_slice
+    from ._knn import _n_workers, _run_blocks
 
-    scores = np.empty((Y.shape[0], n_clusters))
+    n_cells, n_genes = _shape(X)
+    W = np.zeros((n_clusters + n_batches, n_genes))
+    chunks: list[_RankedChunk] = []
+    bad: list[int] = []
+    for start, block in _row_chunks(X, n_cells):
+        chunk = _rank_chunk(block, start, bad)
+        m = chunk.scale.size
+        cells = np.arange(start, start + m)
+        # indicator of clusters (rows 0..C-1) and batches (C..C+B-1), weighted by the scale: H Y = sums of z
+        H = sp.csr_matrix(
+            (np.tile(chunk.scale, 2), (np.concatenate([cell_cluster[cells], n_clusters + cell_batch[cells]]),
+                                       np.tile(np.arange(m), 2))),
+            shape=(n_clusters + n_batches, m),
+        )  # fmt: skip
+        if chunk.zero_value is None:
+            W += H @ chunk.Y
+        else:
+            W += (H @ chunk.Y).toarray()
+            W += (H @ chunk.zero_value)[:, None]
+        chunks.append(chunk)
+    _check_nonconstant(np.asarray(bad, dtype=np.int64))
+    groups = np.concatenate([cell_cluster, n_clusters + cell_batch])
+    n_group = np.bincount(groups, minlength=n_clusters + n_batches).astype(np.float64)
+    scores = np.empty((n_cells, n_clusters))
     WT, w_sum = W.T, W.sum(axis=1)
 
-    def work(start: int, stop: int) -> None:
-        product = np.asarray(_row_slice(Y, start, stop) @ WT, dtype=np.float64)
-        if zero_value is not None:
-            product += zero_value[start:stop, None] * w_sum[None, :]
-        Q = scale[start:stop, None] * product
+    def work(i: int) -> None:
+        chunk = chunks[i]
+        stop = chunk.start + chunk.scale.size
+        product = np.asarray(chunk.Y @ WT, dtype=np.float64)
+        if chunk.zero_value is not None:
+            product += chunk.zero_value[:, None] * w_sum[None, :]
+        Q = chunk.scale[:, None] * product
         votes = Q[:, :n_clusters] + n_group[:n_clusters]
         degree = Q[:, n_clusters:] + n_group[n_clusters:]
-        scores[start:stop] = votes / degree[:, cluster_batch]
+        scores[chunk.start : stop] = votes / degree[:, cluster_batch]
 
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):  # the chunks run in parallel: one BLAS thread each
-        _chunked(Y.shape[0], work)
+        _run_blocks(work, range(len(chunks)), _n_workers())
     return scores
 
 
@@ -375,12 +473,18 @@ def _rank_dtype(values: np.ndarray) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def _prepare(
-    X: np.ndarray | sp.spmatrix | sp.sparray,
-    batches: Sequence[int] | np.ndarray,
-    clusters: Sequence[int] | np.ndarray,
-) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Check the inputs; return X (dense or canonical CSR), cell codes and each cluster's batch.
+def _shape(X: object) -> tuple[int, int]:
+    """``(cells, genes)`` of ``X``, which must have at least one cell and two genes."""
+    shape = tuple(int(d) for d in getattr(X, "shape", np.shape(X)))
+    if len(shape) != 2:
+        raise ValueError(f"X must be a 2-d cells x genes matrix, got {len(shape)} dimension(s).")
+    if shape[0] == 0 or shape[1] < 2:
+        raise ValueError(f"X must have at least one cell and two genes, got shape {shape}.")
+    return shape[0], shape[1]
+
+
+def _prepare_matrix(X: np.ndarray | sp.spmatrix | sp.sparray) -> np.ndarray | sp.csr_matrix:
+    """X (dense or canonical CSR) in a dtype whose ranks are those of its values; raise on other values.
 
     Only the order of each cell's values is used (its ranks), so X keeps a float32 or float64 dtype and
     is copied only when it is not C-contiguous (dense) or not canonical CSR; other numbers become float32
@@ -401,13 +505,15 @@ def _prepare(
             raise ValueError(f"X must hold numbers, got dtype {X.dtype}.")
         X = np.ascontiguousarray(X, dtype=_rank_dtype(X))
         values = X
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-d cells x genes matrix, got {X.ndim} dimension(s).")
-    n_cells, n_genes = X.shape
-    if n_cells == 0 or n_genes < 2:
-        raise ValueError(f"X must have at least one cell and two genes, got shape {X.shape}.")
     if not np.isfinite(values).all():
         raise ValueError("X contains NaN or infinite values; remove or impute them first.")
+    return X
+
+
+def _prepare_codes(
+    n_cells: int, batches: Sequence[int] | np.ndarray, clusters: Sequence[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Check the codes; return the cell codes, each cluster's batch and the cluster labels."""
     batch_labels, cell_batch = _codes(batches, "batches", n_cells)
     cluster_labels, cell_cluster = _codes(clusters, "clusters", n_cells)
     if batch_labels.size < 2:
@@ -439,16 +545,45 @@ def _prepare(
             f"batches {batch_labels[per_batch < 2].tolist()} have a single cluster; the one-vs-rest AUROC needs "
             "at least two clusters in every batch."
         )
-    return X, cell_batch, cell_cluster, cluster_batch, cluster_labels
+    return cell_batch, cell_cluster, cluster_batch, cluster_labels
 
 
-def _check_nonconstant(ss: np.ndarray) -> None:
-    bad = np.flatnonzero(ss <= 0)
+def _check_nonconstant(bad: np.ndarray) -> None:
+    """Raise if there are cells (``bad``: their rows) whose genes all have the same value."""
     if bad.size:
         raise ValueError(
             f"{bad.size} cell(s) (rows {bad[:10].tolist()}{'...' if bad.size > 10 else ''}) have the same value "
             "for every gene, so their Spearman correlation is undefined; drop them or use more genes."
         )
+
+
+def _whole(X: object, n_cells: int) -> np.ndarray | sp.csr_matrix:
+    """All rows of ``X`` in memory (a backed, dask or row-source matrix is read chunk by chunk)."""
+    from .._utils._validation import is_in_memory
+
+    if is_in_memory(X):
+        return X  # type: ignore[return-value]
+    blocks = [block for _, block in _row_chunks(X, n_cells)]
+    return sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.vstack(blocks)
+
+
+def _exact_scores(X: np.ndarray | sp.csr_matrix, cell_cluster: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Every cell's share of votes for every cluster in the Spearman network, ranked jointly."""
+    X = _prepare_matrix(X)
+    n_cells, n_genes = X.shape
+    if sp.issparse(X):
+        ydata, zero_value, ss = _csr_doubled_ranks(X, False)
+        n_stored = np.diff(X.indptr)
+        ss += (n_genes - n_stored) * zero_value**2
+        Y = np.repeat(zero_value[:, None], n_genes, axis=1)
+        Y[np.repeat(np.arange(n_cells), n_stored), X.indices] = ydata
+    else:
+        Y = _dense_doubled_ranks(X)
+        ss = np.einsum("ij,ij->i", Y, Y)
+    _check_nonconstant(np.flatnonzero(ss <= 0))
+    num = Y @ Y.T
+    del Y
+    return _network_rank_votes(num, ss, cell_cluster, n_clusters)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,7 +625,9 @@ def metaneighbor(
     ----------
     X
         ``cells x genes`` expression (dense or sparse; typically log-normalised highly variable genes).
-        Not modified.
+        Not modified. Also a backed or dask matrix, or a row source
+        (``sctransfer.kernels._pca.RowSource``): the fast version reads it once, 32,768 rows at a time,
+        and the exact version reads it whole.
     batches
         Integer batch code of every cell.
     clusters
@@ -499,7 +636,9 @@ def metaneighbor(
         ``False``: the exact version (Spearman network, joint rank standardisation of all ``N^2``
         entries, degree-normalised votes); ``O(N^2)`` memory. ``True``: the low-memory version (rank
         normalised cells, centroid votes, node degree within the train cluster's batch), which never
-        forms the network and is not numerically identical to the exact one.
+        forms the network and is not numerically identical to the exact one. It holds the ranks of the
+        stored entries as 16-bit integers (32-bit above 16,384 genes) and a ``cells x clusters`` array
+        of scores.
     symmetric
         Return ``(NV + NV.T) / 2`` (BERMUDA, MetaNeighbor's default) instead of ``NV``.
     zero_within_batch
@@ -521,11 +660,15 @@ def metaneighbor(
         cluster with one cell, a batch with one cluster, non-finite values, cells that are constant over
         the genes, or (exact version) a network larger than ``max_memory_gb``.
     """
-    X, cell_batch, cell_cluster, cluster_batch, cluster_labels = _prepare(X, batches, clusters)
-    n_cells, n_genes = X.shape
+    if not hasattr(X, "shape"):  # nested lists
+        X = np.asarray(X)
+    n_cells, _ = _shape(X)
+    cell_batch, cell_cluster, cluster_batch, cluster_labels = _prepare_codes(n_cells, batches, clusters)
     n_clusters = cluster_labels.size
     n_batches = int(cell_batch.max()) + 1
-    if not fast:
+    if fast:
+        scores = _fast_scores(X, cell_batch, cell_cluster, n_clusters, n_batches, cluster_batch)
+    else:
         need_gb = _EXACT_BYTES_PER_PAIR * float(n_cells) ** 2 / 1e9
         if need_gb > max_memory_gb:
             raise ValueError(
@@ -533,41 +676,7 @@ def metaneighbor(
                 f"network (max_memory_gb={max_memory_gb}); use fast=True (low-memory version) or raise "
                 "max_memory_gb if the machine has the memory."
             )
-    if sp.issparse(X):
-        # fast: Y = D + zero_value 1^T, with D holding the stored entries minus the row's zero value
-        ydata, zero_value, ss = _csr_doubled_ranks(X, fast)
-        n_stored = np.diff(X.indptr)
-        ss += (n_genes - n_stored) * zero_value**2
-        _check_nonconstant(ss)
-        if fast:
-            D = sp.csr_matrix((ydata, X.indices, X.indptr), shape=X.shape)
-        else:
-            Y = np.repeat(zero_value[:, None], n_genes, axis=1)
-            Y[np.repeat(np.arange(n_cells), n_stored), X.indices] = ydata
-    else:
-        Y = _dense_doubled_ranks(X)
-        ss = np.einsum("ij,ij->i", Y, Y)
-        _check_nonconstant(ss)
-
-    if fast:
-        # indicator of clusters (columns 0..C-1) and batches (C..C+B-1); Z = Y / sqrt(ss)
-        scale = 1.0 / np.sqrt(ss)
-        groups = np.concatenate([cell_cluster, n_clusters + cell_batch])
-        rows = np.concatenate([np.arange(n_cells), np.arange(n_cells)])
-        H = sp.csr_matrix((np.tile(scale, 2), (groups, rows)), shape=(n_clusters + n_batches, n_cells))
-        if sp.issparse(X):
-            W = np.asarray((H @ D).todense()) + (H @ zero_value)[:, None]  # group sums of z (C+B, G)
-        else:
-            W = np.asarray(H @ Y)
-        n_group = np.bincount(groups, minlength=n_clusters + n_batches).astype(np.float64)
-        scores = _fast_scores(D if sp.issparse(X) else Y, zero_value if sp.issparse(X) else None, W, scale,
-                              n_group, n_clusters, cluster_batch)  # fmt: skip
-    else:
-        num = Y @ Y.T
-        del Y
-        scores = _network_rank_votes(num, ss, cell_cluster, n_clusters)
-        del num
-
+        scores = _exact_scores(_whole(X, n_cells), cell_cluster, n_clusters)
     nv = _auroc_within_batch(
         np.ascontiguousarray(scores), cell_batch, cell_cluster, cluster_batch, n_batches, zero_within_batch
     )

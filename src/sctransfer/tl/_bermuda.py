@@ -27,7 +27,7 @@ from .._utils._validation import (
 )
 from ..kernels._knn import knn, shared_neighbour_links
 from ..kernels._metaneighbor import metaneighbor as _metaneighbor
-from ..kernels._pca import COVARIANCE_MAX_FEATURES, leading_eigenvectors
+from ..kernels._pca import COVARIANCE_MAX_FEATURES, LogNormalisedRows, leading_eigenvectors
 from ..models.bermuda._config import PRESETS, BERMUDAPreset
 
 #: separator between the batch and the cluster in the per-batch cluster labels
@@ -94,7 +94,9 @@ def metaneighbor(
         ``.obs`` column with clusters or cell types. A label found in several batches gives one node per
         batch (``"<batch>|<label>"``).
     fast
-        ``True`` (default): the low-memory version, linear in the number of cells. ``False``: the exact
+        ``True`` (default): the low-memory version, linear in the number of cells. A backed or dask
+        matrix is read once, by chunks of rows, and only each cell's ranks (16-bit integers) are held.
+        ``False``: the exact
         version (a cell x cell Spearman network, ranked as a whole), which needs about ``20 N^2`` bytes
         and refuses inputs above 8 GB with a message pointing to ``fast=True``.
     layer
@@ -129,8 +131,12 @@ def metaneighbor(
     check_nonempty(adata, "adata")
     check_writable(adata, "adata", copy=copy)
     source = get_matrix(adata, layer, "adata")
-    X = in_memory(source, "adata" if layer is None else f"adata.layers[{layer!r}]")  # all genes are used
-    check_values(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
+    name = "adata" if layer is None else f"adata.layers[{layer!r}]"
+    if fast:  # read once, by chunks of rows, each checked as it is read (all genes are used)
+        X = LogNormalisedRows(source, scale="log", check=True, name=name)
+    else:  # the exact version needs every cell at once
+        X = in_memory(source, name)
+        check_values(X, name)
     batches = _batches(adata, batch_key)
     raw_clusters = check_obs_key(adata, cluster_key, "adata", what="clusters")
     if raw_clusters.isna().any():
