@@ -13,7 +13,8 @@ Verbs (``--verbs``): ``ensemble`` (the default ``label_transfer``), ``knn`` (``m
 one stage-1 epoch and no stage 3; the epoch itself is timed with a Lightning callback).
 
 Measured per run: wall seconds, CPU seconds (user + system of the child, from ``os.wait4``), peak RSS
-(the child's ``ru_maxrss``), accuracy against the query's ``cell_type`` where the verb predicts labels,
+in GiB (the worker's own ``VmHWM``; the child's ``ru_maxrss`` for a run that did not finish), accuracy
+against the query's ``cell_type`` where the verb predicts labels,
 and the log-log slope of wall, CPU and peak RSS between consecutive sizes that both finished. A run that
 exceeds ``--timeout`` is killed and recorded as ``"timeout"``; one that fails under the address-space cap
 (``--mem-cap-gb``, ``RLIMIT_AS``) as ``"memory"``; any other failure as ``"error"``.
@@ -119,6 +120,9 @@ def worker(verb: str, ref_path: Path, query_path: Path, out: Path, log: bool = F
         info = _run_verb(verb, ref, query)
     result["verb_seconds"] = time.perf_counter() - t0
     result.update(info)
+    from _process import peak_rss_bytes
+
+    result["peak_rss_gb"] = peak_rss_bytes() / 1024**3  # this process's own peak (GiB, as ru_maxrss below)
     key = LABEL_VERBS.get(verb)
     if key is not None:
         predicted = query.obs[key].astype(str).to_numpy()
@@ -177,7 +181,9 @@ def run_one(
         row = {
             "wall_seconds": wall,
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
-            "peak_rss_gb": usage.ru_maxrss / 1024**2,  # ru_maxrss is in KiB on Linux
+            # replaced by the worker's own VmHWM when it finishes; ru_maxrss (KiB on Linux) also counts the
+            # RSS this driver had when it forked the worker
+            "peak_rss_gb": usage.ru_maxrss / 1024**2,
         }
         text = log.read_text(errors="replace")
         if keep_log is not None:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _process import peak_rss_bytes
 from _provenance import source_commit
 
 RESULTS = Path(__file__).parent / "results" / "trvae_backed.json"
@@ -101,14 +102,6 @@ def mixing(batches: np.ndarray, *, batch_size: int, seed: int = 0, epochs: int =
     return out
 
 
-def peak_rss_gb() -> float:
-    """This process's peak resident memory (Linux ``VmHWM``), in GB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e9
-    raise RuntimeError("no VmHWM in /proc/self/status (this benchmark needs Linux)")
-
-
 def worker(path: Path, mode: str, epochs: int, out: Path) -> None:
     """One training in this (fresh) process: ``mode`` is ``"memory"`` or ``"backed"``."""
     import warnings
@@ -138,7 +131,7 @@ def worker(path: Path, mode: str, epochs: int, out: Path) -> None:
     seconds = time.perf_counter() - t0
     # the peak of reading, training and the latent (the metrics below hold a sample's distance matrix);
     # VmHWM, not ru_maxrss, which keeps the RSS that the parent had when it forked this process
-    peak_gb = peak_rss_gb()
+    peak_gb = peak_rss_bytes() / 1e9
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(latent.shape[0], min(N_SAMPLE, latent.shape[0]), replace=False))
     obs = adata.obs.iloc[sample]
