@@ -41,6 +41,9 @@ _VALUES = 1 << 22
 #: exact PCA from the covariance matrix: one pass over the data (``n_cells x n_features**2`` work), where the
 #: randomised SVD makes sixteen thin products; at 216 features it took a fifth of the time
 COVARIANCE_MAX_FEATURES = 512
+#: how close to the identity ``M.T @ M`` of a float32 basis gets before Cholesky QR stops (float32 rounding
+#: of the entries leaves about 1e-7)
+_FLOAT32_ORTHONORMAL = 1e-5
 #: rows densified at a time for the covariance (16 MB of float64 at 512 features)
 _COVARIANCE_ROWS = 4_096
 
@@ -271,10 +274,10 @@ def _chunked(n_rows: int, work: Callable[[int, int], None]) -> None:
 
 
 def _matmul(block: _Block, M: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``Z @ M`` for a standardised block, written into ``out`` (float64) when given.
+    """``Z @ M`` for a standardised block, written into ``out`` (float32 or float64) when given.
 
     The thin factor is cast to the block's dtype, so a float32 block is never upcast (which would make a
-    float64 copy of the whole block for every product); the thin results are float64.
+    float64 copy of the whole block for every product); without ``out`` the result is float64.
     """
     scaled = block.inv_std[:, None] * M
     shift = block.mean @ scaled
@@ -311,11 +314,12 @@ def _rmatmul(block: _Block, Y: np.ndarray) -> np.ndarray:
 
 
 def _gram(M: np.ndarray) -> np.ndarray:
-    """``M.T @ M`` of a tall, thin ``M``, summed over row chunks in a fixed order."""
+    """``M.T @ M`` of a tall, thin ``M`` in float64, summed over row chunks in a fixed order."""
     parts: dict[int, np.ndarray] = {}
 
     def work(start: int, stop: int) -> None:
-        parts[start] = M[start:stop].T @ M[start:stop]
+        chunk = M[start:stop].astype(np.float64, copy=False)
+        parts[start] = chunk.T @ chunk
 
     _chunked(M.shape[0], work)
     gram = np.zeros((M.shape[1], M.shape[1]))
@@ -368,19 +372,21 @@ def signed_components(Vt: np.ndarray) -> np.ndarray:
 
 
 def _orthonormal(M: np.ndarray) -> np.ndarray:
-    """Orthonormalise the columns of a tall, thin float64 ``M`` in place and return it.
+    """Orthonormalise the columns of a tall, thin float64 or float32 ``M`` in place and return it.
 
-    Cholesky QR, repeated until ``M.T @ M`` is the identity to 1e-10 (once or twice for a range-finder
-    basis): ``M <- M @ inv(chol(M.T @ M)).T``. Its thin matrix products are BLAS 3 and run by row chunks on
-    ``sct.settings.n_jobs`` threads, where Householder QR ran at a fraction of the speed on one core and
-    needed a second ``n x width`` matrix. Columns too close to dependent for a Cholesky factor (a diagonal
-    ratio below 1e-6) take Householder QR instead.
+    Cholesky QR, repeated until ``M.T @ M`` is the identity to 1e-10 (1e-5 for float32; once or twice for
+    a range-finder basis): ``M <- M @ inv(chol(M.T @ M)).T``. The Gram matrix, its factor and every row
+    chunk's product are float64 (a float32 ``M`` is rounded once per pass). Its thin matrix products are
+    BLAS 3 and run by row chunks on ``sct.settings.n_jobs`` threads, where Householder QR ran at a fraction
+    of the speed on one core and needed a second ``n x width`` matrix. Columns too close to dependent for
+    a Cholesky factor (a diagonal ratio below 1e-6) take Householder QR instead.
     """
     import scipy.linalg
 
+    tolerance = 1e-10 if M.dtype == np.float64 else _FLOAT32_ORTHONORMAL
     for _ in range(3):
         gram = _gram(M)
-        if np.abs(gram - np.eye(gram.shape[0])).max() < 1e-10:
+        if np.abs(gram - np.eye(gram.shape[0])).max() < tolerance:
             return M
         try:
             L = np.linalg.cholesky(gram)
@@ -392,7 +398,7 @@ def _orthonormal(M: np.ndarray) -> np.ndarray:
         T = scipy.linalg.solve_triangular(L, np.eye(L.shape[0]), lower=True).T  # inv(L).T
 
         def work(start: int, stop: int, T: np.ndarray = T) -> None:
-            M[start:stop] = M[start:stop] @ T
+            M[start:stop] = M[start:stop].astype(np.float64, copy=False) @ T
 
         _chunked(M.shape[0], work)
     M[:] = np.linalg.qr(M)[0]
@@ -463,7 +469,8 @@ def joint_pca(
 
     Returns
     -------
-    :class:`JointPCA` with ``embeddings[d]`` of shape ``(n_cells_d, n_comps)``.
+    :class:`JointPCA` with ``embeddings[d]`` of shape ``(n_cells_d, n_comps)``, float32 (the loadings and
+    singular values are float64).
     """
     check_choice(solver, "solver", ("auto", "randomized", "covariance"))
     shapes = [tuple(b.shape) if isinstance(b, RowSource) else np.shape(b) for b in blocks]
@@ -473,8 +480,8 @@ def joint_pca(
     n_total = sum(shape[0] for shape in shapes)
     n_comps = int(max(1, min(n_comps, n_features - 1 if n_features > 1 else 1, n_total - 1)))
     width = min(n_comps + 10, n_features)
-    # float64 thin factors: the range (one buffer) and the embeddings, plus the per-feature terms and the
-    # row chunks' partial sums
+    # float32 thin factors: the range (one buffer) and the embeddings; plus the float64 per-feature terms
+    # and the row chunks' partial sums
     n_chunks = -(-n_total // _ROWS) + len(blocks)
     if solver == "covariance":
         # the embeddings, the row chunks' n_features x n_features products and the sums and eigenvectors,
@@ -484,11 +491,11 @@ def joint_pca(
         rows = 8.0 * min(_COVARIANCE_ROWS, n_total) * n_features * _n_workers()
         need = (
             rows
-            + 8.0 * n_total * n_comps
+            + 4.0 * n_total * n_comps
             + 8.0 * n_features * ((4 + n_chunks) * n_features + 4 * len(blocks))
         )
     else:
-        need = 8.0 * n_total * (width + n_comps) + 8.0 * n_features * (
+        need = 4.0 * n_total * (width + n_comps) + 8.0 * n_features * (
             (4 + n_chunks) * width + 4 * len(blocks)
         )
     with memory_step(
@@ -510,7 +517,9 @@ def _joint_pca(
         s, Vt = _randomised_components(parts, n_comps, width, n_iter, random_state)
     # each block is standardised with the unbiased variance: its total sum of squares is (n_d - 1) per feature
     total_ss = sum((p.X.shape[0] - 1) * float((p.inv_std > 0).sum()) for p in parts)
-    embeddings = [_matmul(p, Vt.T) for p in parts]
+    embeddings = [
+        _matmul(p, Vt.T, out=np.empty((p.X.shape[0], Vt.shape[0]), dtype=np.float32)) for p in parts
+    ]
     return JointPCA(
         embeddings=embeddings,
         components=Vt,
@@ -549,8 +558,8 @@ def _randomised_components(
             out += _rmatmul(p, Y[start:stop])
         return out
 
-    # one n_cells x width buffer holds the range: Z @ W overwrites it once Z.T @ Q has been taken
-    Q = _orthonormal(z_dot(omega, np.empty((int(bounds[-1]), width))))
+    # one n_cells x width float32 buffer holds the range: Z @ W overwrites it once Z.T @ Q has been taken
+    Q = _orthonormal(z_dot(omega, np.empty((int(bounds[-1]), width), dtype=np.float32)))
     for _ in range(n_iter):
         W = np.linalg.qr(zt_dot(Q))[0]
         Q = _orthonormal(z_dot(W, Q))
