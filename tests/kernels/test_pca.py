@@ -156,7 +156,9 @@ def test_orthonormal_float32_basis_stays_float32_and_orthonormal():
     from sctransfer.kernels._pca import _FLOAT32_ORTHONORMAL, _orthonormal
 
     rng = np.random.default_rng(2)
-    M = (rng.standard_normal((3000, 8)) @ np.diag([1e3, 1e2, 10, 1, 1e-1, 1e-2, 1e-2, 1e-2])).astype(np.float32)
+    M = (rng.standard_normal((3000, 8)) @ np.diag([1e3, 1e2, 10, 1, 1e-1, 1e-2, 1e-2, 1e-2])).astype(
+        np.float32
+    )
     original = M.astype(np.float64)
     Q = _orthonormal(M)
     assert Q is M and Q.dtype == np.float32
