@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
+import scipy.sparse as sp
 import torch
 
 import sctransfer as sct
@@ -241,6 +242,35 @@ def test_the_model_alone_prepares_its_input_as_the_verb_does(preset):
     np.testing.assert_array_equal(model.get_latent_representation(), verb.obsm["X_bermuda"])
 
 
+@pytest.mark.parametrize("kind", ["sparse counts", "dense float64 counts", "log values"])
+def test_preprocessing_on_the_selected_genes_equals_normalising_every_gene_first(kind):
+    """Counts are normalised per batch to select the genes, then on those genes only: the same bits as
+    normalising the whole matrix and selecting from it, without that copy."""
+    from sctransfer.models.bermuda._preprocess import log_normalised, preprocess, select_genes
+
+    counts = counts_with_clusters()
+    X = counts.X
+    if kind == "dense float64 counts":
+        X = X.toarray().astype(np.float64)
+    elif kind == "log values":
+        X = log_normalised(X, target_sum=1e4)[0]
+    batches = counts.obs["batch"].to_numpy()
+    for preset in ("default", "faithful"):
+        config = PRESETS[preset]
+        whole, was_counts = log_normalised(X, target_sum=config.target_sum)
+        expected_genes = select_genes(
+            whole, batches, gene_selection=config.gene_selection, n_top_genes=config.n_top_genes,
+            min_cells=config.min_cells,
+        )  # fmt: skip
+        values, genes, normalised = preprocess(X, batches, config)
+        np.testing.assert_array_equal(genes, expected_genes)
+        assert normalised == was_counts == (kind != "log values")
+        assert values.dtype == np.float32
+        dense = values.toarray() if sp.issparse(values) else values
+        expected = whole[:, genes]
+        np.testing.assert_array_equal(dense, expected.toarray() if sp.issparse(expected) else expected)
+
+
 def test_faithful_preprocessing_is_seurat_v2_genes_on_counts_per_million():
     from sctransfer.kernels._pca import log_normalize
     from sctransfer.models.bermuda._preprocess import select_genes
@@ -257,7 +287,7 @@ def test_faithful_preprocessing_is_seurat_v2_genes_on_counts_per_million():
     assert faithful.genes_ != default.genes_
     # the values the model trains on: log of counts per million on those genes
     X = faithful._X()
-    np.testing.assert_allclose(X.toarray(), cpm[:, expected].toarray(), rtol=1e-6)
+    np.testing.assert_array_equal(X.toarray(), cpm[:, expected].toarray())
     # genes= keeps a given gene set, which a loaded model reuses
     chosen = list(counts.var_names[:40])
     assert sct.models.BERMUDA(counts, preset="faithful", genes=chosen).genes_ == chosen

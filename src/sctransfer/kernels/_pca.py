@@ -48,18 +48,36 @@ _FLOAT32_ORTHONORMAL = 1e-5
 _COVARIANCE_ROWS = 4_096
 
 
-def log_normalize(X: ArrayLike, *, target_sum: float = 1e4, copy: bool = True) -> sp.csr_matrix | np.ndarray:
+def row_totals(X: ArrayLike) -> np.ndarray:
+    """Every row's sum of ``X`` as :func:`log_normalize` takes it (float64), without copying ``X``."""
+    if sp.issparse(X):
+        # integer counts sum to the same float64 totals as their float32 copy
+        return np.asarray(sp.csr_matrix(X).sum(axis=1, dtype=np.float64)).ravel()
+    dtype = float_dtype(X)
+    out = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], _ROWS):  # row chunks in the normalised dtype: no copy of the whole
+        out[start : start + _ROWS] = np.asarray(X[start : start + _ROWS], dtype=dtype).sum(
+            axis=1, dtype=np.float64
+        )
+    return out
+
+
+def log_normalize(
+    X: ArrayLike, *, target_sum: float = 1e4, copy: bool = True, totals: np.ndarray | None = None
+) -> sp.csr_matrix | np.ndarray:
     """Scale every cell to ``target_sum`` total counts and apply ``log1p``.
 
     A new matrix in float32 (float64 only for float64 input), or, with ``copy=False`` and a float CSR
     matrix or C-contiguous float array, ``X`` itself changed in place (for a matrix that was just read from
-    a backed file, so it is not held twice). Cells with no counts stay all-zero.
+    a backed file, so it is not held twice). Cells with no counts stay all-zero. ``totals`` gives the row
+    totals to scale by (:func:`row_totals` of the full rows when ``X`` holds some of their columns); the
+    result is then that of the full rows on those columns, to the bit.
     """
     dtype = float_dtype(X)
     if sp.issparse(X):
         inplace = not copy and isinstance(X, sp.csr_matrix) and X.dtype == dtype
         X = X if inplace else sp.csr_matrix(X, dtype=dtype, copy=True)
-        totals = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
+        totals = row_totals(X) if totals is None else totals
         scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
         # by row chunks: one per-value factor array for the whole matrix would be a float64 copy of it
         for start in range(0, X.shape[0], _ROWS):
@@ -71,7 +89,7 @@ def log_normalize(X: ArrayLike, *, target_sum: float = 1e4, copy: bool = True) -
         return X
     inplace = not copy and isinstance(X, np.ndarray) and X.dtype == dtype and X.flags.c_contiguous
     X = X if inplace else np.array(X, dtype=dtype, copy=True)
-    totals = X.sum(axis=1, dtype=np.float64)
+    totals = row_totals(X) if totals is None else totals
     scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
     X *= scale.astype(dtype, copy=False)[:, None]
     np.log1p(X, out=X)

@@ -435,9 +435,9 @@ def bermuda(
     config = BERMUDA.resolve_config(preset, model_kwargs)
 
     # the model's own preprocessing (its preset's choices), here first to cluster every batch on it
-    # X is kept as given for the model (which prepares it itself), so this is a copy
+    # X is kept as given for the model (which prepares it itself): the values on the selected genes are new
     Xn, genes, _ = preprocess(X, batches.to_numpy(), config)
-    work = AnnData(Xn[:, genes], obs=pd.DataFrame(index=adata.obs_names.astype(str)))
+    work = AnnData(Xn, obs=pd.DataFrame(index=adata.obs_names.astype(str)))
     del Xn
     logger.info("BERMUDA: %d genes, %d cells in %d batches", genes.size, work.n_obs, batches.nunique())
     if cluster_key is None:

@@ -224,10 +224,11 @@ class BERMUDA(NeuralModel):
                     "genes must name at least two genes of adata.var_names, which must be unique; pass "
                     "genes=None to select them as the preset says."
                 )
-            Xn, self.normalised_ = log_normalised(X, target_sum=self.config.target_sum)
+            positions = np.asarray(positions, dtype=np.int64)
+            Xn, self.normalised_ = log_normalised(X, target_sum=self.config.target_sum, columns=positions)
+        # the values on the model's genes only: no normalised copy of every gene is made
         self._positions = np.asarray(positions, dtype=np.int64)
         self.genes_ = [str(g) for g in self.adata.var_names[self._positions]]
-        Xn = Xn[:, self._positions]
         self._values = Xn.tocsr() if sp.issparse(Xn) else np.asarray(Xn)
 
     def _X(self):
@@ -490,9 +491,9 @@ class BERMUDA(NeuralModel):
             adata = self._validate_anndata(adata)
             manager = self.get_anndata_manager(adata, required=True)
             X, _ = log_normalised(
-                manager.get_from_registry(REGISTRY_KEYS.X_KEY), target_sum=self.config.target_sum
-            )
-            X = X[:, self._positions]
+                manager.get_from_registry(REGISTRY_KEYS.X_KEY), target_sum=self.config.target_sum,
+                columns=self._positions,
+            )  # fmt: skip
             batches = np.asarray(manager.get_from_registry(BATCH_CODE_KEY)).ravel().astype(np.int64)
             if harmony:
                 X = self._harmony_inputs(X, batches)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..._utils._validation import check_choice, check_int, looks_like_counts
-from ...kernels._pca import log_normalize
+from ..._utils._validation import check_choice, check_int, looks_like_counts, take_columns
+from ...kernels._pca import log_normalize, row_totals
 
 #: the gene selections of :class:`~sctransfer.models.bermuda.BERMUDAConfig`
 GENE_SELECTIONS = ("seurat_v2", "top")
@@ -32,26 +32,47 @@ def check_preprocessing(config: Any) -> None:
         raise ValueError(f"target_sum must be a positive number, got {target!r}.")
 
 
-def log_normalised(X, *, target_sum: float, copy: bool = True) -> tuple[Any, bool]:
+def _float32(X) -> Any:
+    return X.astype(np.float32, copy=False) if sp.issparse(X) else np.asarray(X, dtype=np.float32)
+
+
+def log_normalised(
+    X, *, target_sum: float, copy: bool = True, columns: np.ndarray | None = None
+) -> tuple[Any, bool]:
     """:func:`~sctransfer.kernels._pca.log_normalize` counts (float32); other values unchanged (as float32).
 
     Returns the values and whether they were counts (and so normalised). With ``copy=False`` a float32
-    ``X`` (one just read from a backed file) is normalised in place rather than copied.
+    ``X`` (one just read from a backed file) is normalised in place rather than copied. With ``columns``
+    only those columns are returned, normalised by the totals of the full rows (the same values as
+    normalising every column and then selecting, without a normalised copy of the whole matrix).
     """
-    if looks_like_counts(X):
-        X, normalised = log_normalize(X, target_sum=target_sum, copy=copy), True
-    else:
-        normalised = False
-    return (
-        X.astype(np.float32, copy=False) if sp.issparse(X) else np.asarray(X, dtype=np.float32)
-    ), normalised
+    counts = looks_like_counts(X)
+    if columns is None:
+        values = log_normalize(X, target_sum=target_sum, copy=copy) if counts else X
+        return _float32(values), counts
+    totals = row_totals(X) if counts else None
+    X = take_columns(X, columns)  # a new matrix: normalised in place
+    if counts:
+        X = log_normalize(X, target_sum=target_sum, copy=False, totals=totals)
+    return _float32(X), counts
 
 
-def select_genes(X, batches, *, gene_selection: str, n_top_genes: int | None, min_cells: int) -> np.ndarray:
+def select_genes(
+    X,
+    batches,
+    *,
+    gene_selection: str,
+    n_top_genes: int | None,
+    min_cells: int,
+    target_sum: float | None = None,
+    totals: np.ndarray | None = None,
+) -> np.ndarray:
     """Positions of the genes detected in ``min_cells`` cells of every batch and variable in one batch.
 
     The union over batches of each batch's variable genes (see
-    :class:`~sctransfer.models.bermuda.BERMUDAConfig`).
+    :class:`~sctransfer.models.bermuda.BERMUDAConfig`). ``X`` holds log-normalised values, or counts
+    when ``totals`` (their rows' totals) and ``target_sum`` are given: each batch's rows are then
+    normalised on their own, on the detected genes, as :func:`log_normalised` would normalise them.
     """
     import scanpy as sc
     from anndata import AnnData
@@ -59,7 +80,7 @@ def select_genes(X, batches, *, gene_selection: str, n_top_genes: int | None, mi
     batches = np.asarray(batches)
     detected = np.ones(X.shape[1], dtype=bool)
     for b in pd.unique(batches):
-        block = X[batches == b]
+        block = X[batches == b]  # counts and their log-normalised values are positive at the same places
         n_cells = np.asarray((block > 0).sum(axis=0)).ravel()
         detected &= n_cells >= min(min_cells, block.shape[0])
     if detected.sum() < 2:
@@ -73,7 +94,11 @@ def select_genes(X, batches, *, gene_selection: str, n_top_genes: int | None, mi
         return genes
     union = np.zeros(genes.size, dtype=bool)
     for b in pd.unique(batches):
-        sub = AnnData(X[batches == b][:, genes])
+        rows = batches == b
+        values = X[rows][:, genes]
+        if totals is not None:
+            values = _float32(log_normalize(values, target_sum=target_sum, copy=False, totals=totals[rows]))
+        sub = AnnData(values)
         if seurat_v2:
             # Seurat v2 FindVariableGenes cut-offs: mean 0.1-8, log dispersion above 1
             sc.pp.highly_variable_genes(sub, flavor="seurat", min_mean=0.1, max_mean=8, min_disp=1)
@@ -87,18 +112,24 @@ def select_genes(X, batches, *, gene_selection: str, n_top_genes: int | None, mi
     return genes[union]
 
 
-def preprocess(X, batches, config: Any, *, copy: bool = True) -> tuple[Any, np.ndarray, bool]:
+def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
     """Apply the preprocessing of ``config`` (a ``BERMUDAConfig``) to ``X`` (cells x genes, all genes).
 
     Returns
     -------
-    The log-normalised values (float32, every gene), the positions of the selected genes, and whether
-    ``X`` held counts (and so was normalised). ``copy=False`` may normalise a float32 ``X`` in place.
+    The log-normalised values (float32) on the selected genes, their positions, and whether ``X`` held
+    counts (and so was normalised). Counts are normalised one batch at a time to select the genes, then on
+    the selected genes only, so no normalised copy of the whole matrix is made.
     """
     check_preprocessing(config)
-    Xn, normalised = log_normalised(X, target_sum=config.target_sum, copy=copy)
-    genes = select_genes(
-        Xn, batches, gene_selection=config.gene_selection, n_top_genes=config.n_top_genes,
-        min_cells=config.min_cells,
-    )  # fmt: skip
-    return Xn, genes, normalised
+    options = {
+        "gene_selection": config.gene_selection,
+        "n_top_genes": config.n_top_genes,
+        "min_cells": config.min_cells,
+    }
+    if looks_like_counts(X):
+        genes = select_genes(X, batches, target_sum=config.target_sum, totals=row_totals(X), **options)
+    else:
+        genes = select_genes(_float32(X), batches, **options)
+    values, counts = log_normalised(X, target_sum=config.target_sum, columns=genes)
+    return values, genes, counts
