@@ -324,12 +324,15 @@ class BERMUDA(NeuralModel):
         module's buffers, the scaled inputs to ``self._inputs``.
         """
         from ...kernels._harmony import harmony
-        from ...kernels._pca import joint_pca
+        from ...kernels._pca import LogNormalisedRows, joint_pca
 
         cfg = self.config
         X, batches = self._X(), self._batch_codes()
         rows = [np.flatnonzero(batches == b) for b in range(len(self.batches_))]
-        pca = joint_pca([X[r] for r in rows], n_comps=cfg.n_latent, random_state=self._seed)
+        # every batch's rows taken a chunk at a time as the PCA reads them: a copy of each batch's rows was
+        # a second copy of the values
+        blocks = [LogNormalisedRows(X, rows=r, scale="log") for r in rows]
+        pca = joint_pca(blocks, n_comps=cfg.n_latent, random_state=self._seed)
         n_comps = pca.components.shape[0]
         if n_comps < cfg.n_latent:
             logger.info("BERMUDA: the data allow %d principal components; the code has %d dimensions, not %d",
