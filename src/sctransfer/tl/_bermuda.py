@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +18,7 @@ from .._utils._logging import logger
 from .._utils._presets import resolve_preset
 from .._utils._save import check_model_path, save_trained
 from .._utils._validation import (
+    ArrayLike,
     check_int,
     check_nonempty,
     check_obs_key,
@@ -260,7 +262,7 @@ def _scaled_pca(X: np.ndarray, *, n_comps: int, random_state: int) -> np.ndarray
 
 
 def cluster_batches(
-    adata: AnnData,
+    values: Callable[[np.ndarray], ArrayLike],
     batches: pd.Series,
     *,
     resolution: float,
@@ -270,12 +272,16 @@ def cluster_batches(
 ) -> pd.Series:
     """Clusters of every batch on its own, labelled ``"<batch>|<k>"``.
 
-    Per batch: genes scaled to unit variance (clipped at 10), a PCA, and :func:`snn_leiden`.
+    ``values(rows)`` gives the values of the cells in the boolean mask ``rows``, so that only one batch's
+    values are made at a time. Per batch: genes scaled to unit variance (clipped at 10), a PCA, and
+    :func:`snn_leiden`.
     """
-    labels = pd.Series(index=adata.obs_names, dtype=object)
+    labels = pd.Series(index=batches.index, dtype=object)
     for b in pd.unique(batches):
         rows = (batches == b).to_numpy()
-        sub = AnnData(adata.X[rows].toarray() if sp.issparse(adata.X) else np.array(adata.X[rows]))
+        block = values(rows)
+        sub = AnnData(block.toarray() if sp.issparse(block) else np.array(block))
+        del block
         n = sub.n_obs
         if n < 3:
             labels[rows] = f"{b}{CLUSTER_SEPARATOR}0"
@@ -408,7 +414,7 @@ def bermuda(
     from anndata.utils import make_index_unique
 
     from ..models.bermuda import BERMUDA, BERMUDAConfig
-    from ..models.bermuda._preprocess import preprocess
+    from ..models.bermuda._preprocess import log_normalised, preset_genes
 
     start = time.perf_counter()
     check_nonempty(adata, "adata")
@@ -434,15 +440,18 @@ def bermuda(
     preset = resolve_preset(preset, PRESETS, alias=train_kwargs.pop("faithful", None))
     config = BERMUDA.resolve_config(preset, model_kwargs)
 
-    # the model's own preprocessing (its preset's choices), here first to cluster every batch on it
-    # X is kept as given for the model (which prepares it itself): the values on the selected genes are new
-    Xn, genes, _ = preprocess(X, batches.to_numpy(), config)
-    work = AnnData(Xn, obs=pd.DataFrame(index=adata.obs_names.astype(str)))
-    del Xn
-    logger.info("BERMUDA: %d genes, %d cells in %d batches", genes.size, work.n_obs, batches.nunique())
+    # the model's own preprocessing (its preset's choices), here first to cluster every batch on it. X is
+    # kept as given for the model (which prepares it itself); each batch's values on the selected genes are
+    # made when it is clustered, so that only one batch's are held at a time
+    genes, _ = preset_genes(X, batches.to_numpy(), config)
+    logger.info("BERMUDA: %d genes, %d cells in %d batches", genes.size, X.shape[0], batches.nunique())
     if cluster_key is None:
+
+        def batch_values(rows: np.ndarray) -> ArrayLike:
+            return log_normalised(X[rows], target_sum=config.target_sum, columns=genes)[0]
+
         clusters = cluster_batches(
-            work,
+            batch_values,
             batches,
             resolution=resolution,
             n_pcs=n_pcs,
@@ -451,8 +460,8 @@ def bermuda(
         )
     else:
         clusters = _per_batch_clusters(batches, raw_clusters)
-    work.obs["cluster"] = pd.Categorical(np.asarray(clusters, dtype=str))
-    per_batch = work.obs.groupby(batches.to_numpy(), observed=True)["cluster"].nunique()
+    cluster_labels = pd.Categorical(np.asarray(clusters, dtype=str))
+    per_batch = pd.Series(cluster_labels).groupby(batches.to_numpy(), observed=True).nunique()
     lonely = per_batch.index[per_batch < 2].tolist()
     if lonely:
         advice = (
@@ -466,9 +475,10 @@ def bermuda(
         )
     # the model gets the values as given and prepares them itself (on the genes selected above)
     var_names = make_index_unique(pd.Index(adata.var_names.astype(str)))
-    obs = pd.DataFrame({"batch": batches.to_numpy(), "cluster": work.obs["cluster"]}, index=work.obs_names)
+    obs = pd.DataFrame(
+        {"batch": batches.to_numpy(), "cluster": cluster_labels}, index=pd.Index(adata.obs_names.astype(str))
+    )
     data = AnnData(X, obs=obs, var=pd.DataFrame(index=var_names))
-    del work
     BERMUDA.setup_anndata(data, batch_key="batch", cluster_key="cluster")
     model = BERMUDA(
         data, similarity_threshold=similarity_threshold, metaneighbor=metaneighbor,

@@ -112,14 +112,11 @@ def select_genes(
     return genes[union]
 
 
-def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
-    """Apply the preprocessing of ``config`` (a ``BERMUDAConfig``) to ``X`` (cells x genes, all genes).
+def preset_genes(X, batches, config: Any) -> tuple[np.ndarray, bool]:
+    """Positions of the genes that ``config`` (a ``BERMUDAConfig``) selects, and whether ``X`` holds counts.
 
-    Returns
-    -------
-    The log-normalised values (float32) on the selected genes, their positions, and whether ``X`` held
-    counts (and so was normalised). Counts are normalised one batch at a time to select the genes, then on
-    the selected genes only, so no normalised copy of the whole matrix is made.
+    Counts are normalised one batch at a time to select them, so no normalised copy of the whole matrix is
+    made; :func:`log_normalised` with ``columns`` then gives the values on those genes.
     """
     check_preprocessing(config)
     options = {
@@ -128,8 +125,18 @@ def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
         "min_cells": config.min_cells,
     }
     if looks_like_counts(X):
-        genes = select_genes(X, batches, target_sum=config.target_sum, totals=row_totals(X), **options)
-    else:
-        genes = select_genes(_float32(X), batches, **options)
+        return select_genes(X, batches, target_sum=config.target_sum, totals=row_totals(X), **options), True
+    return select_genes(_float32(X), batches, **options), False
+
+
+def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
+    """Apply the preprocessing of ``config`` (a ``BERMUDAConfig``) to ``X`` (cells x genes, all genes).
+
+    Returns
+    -------
+    The log-normalised values (float32) on the genes of :func:`preset_genes`, their positions, and whether
+    ``X`` held counts (and so was normalised).
+    """
+    genes, _ = preset_genes(X, batches, config)
     values, counts = log_normalised(X, target_sum=config.target_sum, columns=genes)
     return values, genes, counts
