@@ -98,9 +98,8 @@ def metaneighbor(
     fast
         ``True`` (default): the low-memory version, linear in the number of cells. A backed or dask
         matrix is read once, by chunks of rows, and only each cell's ranks (16-bit integers) are held.
-        ``False``: the exact
-        version (a cell x cell Spearman network, ranked as a whole), which needs about ``20 N^2`` bytes
-        and refuses inputs above 8 GB with a message pointing to ``fast=True``.
+        ``False``: the exact version (a cell x cell Spearman network, ranked as a whole), which needs
+        about ``20 N^2`` bytes and refuses inputs above 8 GB with a message pointing to ``fast=True``.
     layer
         Layer with the values; ``None`` uses ``.X``. Counts or log-normalised expression: only the order of
         each cell's values is used (Spearman correlations), and library-size normalisation and the log
