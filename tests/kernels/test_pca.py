@@ -258,6 +258,24 @@ def test_log_normalised_rows_check_each_chunk_when_asked():
         LogNormalisedRows(X, scale="scaled")
 
 
+def test_log_normalised_rows_check_a_chunk_once_over_the_pca_passes(monkeypatch):
+    """The randomised PCA reads every chunk many times; its values are checked the first time only."""
+    from sctransfer.kernels import _pca
+    from sctransfer.kernels._pca import LogNormalisedRows
+
+    checked = []
+    check_values = _pca.check_values
+    monkeypatch.setattr(
+        _pca, "check_values", lambda block, name: checked.append(block.shape[0]) or check_values(block, name)
+    )
+    monkeypatch.setattr(_pca, "_ROWS", 40)
+    counts = _counts()
+    sources = [LogNormalisedRows(X, check=True) for X in counts]
+    joint_pca(sources, n_comps=5, random_state=1, solver="randomized")
+    # 150 + 120 rows in chunks of 40: 4 + 3 chunks, each checked once
+    assert sorted(checked) == sorted([40, 40, 40, 30, 40, 40, 40])
+
+
 def test_row_subset_is_a_view_for_a_contiguous_range_and_a_copy_otherwise():
     from sctransfer.kernels._pca import row_subset
 

@@ -134,7 +134,8 @@ class LogNormalisedRows:
         :func:`~sctransfer._utils._validation.infer_scale` says): counts are scaled to 10,000 per cell and
         ``log1p``-transformed, normalised values ``log1p``-transformed, log values kept.
     check
-        Check every chunk's values (NaN, infinite or negative values raise a ``ValueError``) as it is read.
+        Check every chunk's values (NaN, infinite or negative values raise a ``ValueError``) the first
+        time it is read (the PCA's later passes read the same chunks again).
     name
         The values' name in error messages.
     """
@@ -165,6 +166,7 @@ class LogNormalisedRows:
         self._dtype = float_dtype(X)  # type: ignore[arg-type]
         self.scale, self.check, self.name = scale, check, name
         self._lock = threading.Lock()  # one read of a backed file at a time
+        self._checked: set[tuple[int, int]] = set()  # the chunks whose values were checked
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -189,8 +191,9 @@ class LogNormalisedRows:
         if self._columns is not None:
             block = block[:, self._columns] if sp.issparse(block) else np.take(block, self._columns, axis=1)
             fresh = True
-        if self.check:
+        if self.check and (start, stop) not in self._checked:
             check_values(block, self.name)
+            self._checked.add((start, stop))
         block = to_log_scale(block, self.scale, self.name, copy=not fresh)
         return block.astype(self._dtype, copy=False)
 
