@@ -50,6 +50,19 @@ def test_metaneighbor_ranks_counts_as_their_log_normalised_values(counts, fast):
     )
 
 
+def test_fast_metaneighbor_ranks_large_integers_exactly(counts):
+    """In-memory integers above 2**24 are ranked as float64 (float32 would tie some of them)."""
+    big = counts.copy()
+    big.X = (counts.X.toarray().astype(np.int64) * 3 + 2**25) * (counts.X.toarray() > 0)
+    floats = big.copy()
+    floats.X = big.X.astype(np.float64)
+    for adata in (big, floats):
+        sct.tl.metaneighbor(adata, batch_key="batch", cluster_key="cell_type")
+    np.testing.assert_array_equal(
+        big.uns["metaneighbor"]["similarity"], floats.uns["metaneighbor"]["similarity"]
+    )
+
+
 def test_bermuda_writes_documented_keys_only(counts, tmp_path):
     before = snapshot(counts)
     sct.tl.bermuda(counts, batch_key="batch", n_neighbors=10, max_epochs=5, **FAST)

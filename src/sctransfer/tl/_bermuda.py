@@ -26,6 +26,7 @@ from .._utils._validation import (
     check_writable,
     get_matrix,
     in_memory,
+    is_in_memory,
 )
 from ..kernels._knn import knn, shared_neighbour_links
 from ..kernels._metaneighbor import metaneighbor as _metaneighbor
@@ -133,9 +134,10 @@ def metaneighbor(
     check_writable(adata, "adata", copy=copy)
     source = get_matrix(adata, layer, "adata")
     name = "adata" if layer is None else f"adata.layers[{layer!r}]"
-    if fast:  # read once, by chunks of rows, each checked as it is read (all genes are used)
+    if fast and not is_in_memory(source):
+        # read once, by chunks of rows, each checked as it is read (all genes are used)
         X = LogNormalisedRows(source, scale="log", check=True, name=name)
-    else:  # the exact version needs every cell at once
+    else:  # in memory, as given (the exact version needs every cell at once)
         X = in_memory(source, name)
         check_values(X, name)
     batches = _batches(adata, batch_key)
