@@ -71,11 +71,16 @@ def _distances(Zc: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 
 def _memberships(Zc: np.ndarray, centroids: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine distances ``2 (1 - z.y)`` and the soft memberships ``exp(-d / sigma)`` (rows sum to 1)."""
+    """Cosine distances ``2 (1 - z.y)`` and the soft memberships ``exp(-d / sigma)`` (rows sum to 1).
+
+    The memberships are computed in their own array (the logits and their exponentials were two more
+    ``n_cells x K`` arrays).
+    """
     dist = _distances(Zc, centroids)
-    logits = -dist / sigma
-    logits -= logits.max(axis=1, keepdims=True)
-    R = np.exp(logits)
+    R = np.negative(dist)
+    R /= sigma
+    R -= R.max(axis=1, keepdims=True)
+    np.exp(R, out=R)
     R /= R.sum(axis=1, keepdims=True)
     return dist, R
 
@@ -96,6 +101,9 @@ def _corrected(Z: np.ndarray, R: np.ndarray, masks: list[np.ndarray], terms: np.
     return out
 
 
+#: cells whose terms of the objective are summed at a time (an ``n_cells x K`` buffer of the logarithms
+#: was as large as the memberships)
+_OBJECTIVE_ROWS = 65_536
 #: cells per centroid that the k-means start of :func:`harmony` sees at most
 _KMEANS_CELLS_PER_CENTROID = 50
 
@@ -177,15 +185,21 @@ def harmony(
     E = np.outer(R.sum(axis=0), share)
     Obs = _batch_sums(R, codes, n_batches).T
 
-    log_R = np.empty_like(R)  # the objective's one n_cells x K buffer (fresh temporaries tripled its time)
+    # the objective's one buffer of rows (fresh temporaries tripled its time)
+    log_R = np.empty((min(n, _OBJECTIVE_ROWS), k))
 
     def objective() -> float:
-        np.log(np.maximum(R, 1e-300, out=log_R), out=log_R)
-        entropy = float(np.vdot(R, log_R))
+        entropy = cost = 0.0
+        for start in range(0, n, _OBJECTIVE_ROWS):
+            Rb = R[start : start + _OBJECTIVE_ROWS]
+            log_b = log_R[: Rb.shape[0]]
+            np.log(np.maximum(Rb, 1e-300, out=log_b), out=log_b)
+            entropy += float(np.vdot(Rb, log_b))
+            cost += float(np.vdot(Rb, dist[start : start + _OBJECTIVE_ROWS]))
         # sum_i sum_k R[i, k] theta log(...)[k, batch of i] over the cells is this sum over clusters and
         # batches (Obs holds each batch's sums of R), without an n_cells x K gather
         diversity = float(np.sum(Obs * (theta * np.log((Obs + 1.0) / (E + 1.0)))))
-        return float(np.vdot(R, dist)) + sigma * entropy + sigma * diversity
+        return cost + sigma * entropy + sigma * diversity
 
     block = max(1, int(np.ceil(n * block_fraction)))
     masks = [codes == b for b in range(n_batches)]
