@@ -21,6 +21,7 @@ from ..._utils._torch import register_fields, run_training
 from ..._utils._validation import (
     check_choice,
     check_int,
+    check_nonempty,
     check_obs_key,
     check_values,
     get_matrix,
@@ -418,6 +419,8 @@ class TRVAE(NeuralModel):
         """
         if representation not in ("z", "y"):
             raise ValueError(f"representation must be 'z' or 'y', got {representation!r}.")
+        if adata is not None:
+            check_nonempty(adata, "adata")
         _, X, codes = self._inputs(adata)
         return self._forward(X, codes, codes, sample=not give_mean, output=representation,
                              batch_size=batch_size, random_state=random_state)  # fmt: skip
@@ -437,8 +440,6 @@ class TRVAE(NeuralModel):
         device = next(self.module.parameters()).device
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(random_state)
-        if X.shape[0] == 0:
-            raise ValueError("adata has no cells; pass at least one cell.")
         out: np.ndarray | None = None  # filled minibatch by minibatch: no list of blocks to concatenate
         try:
             with torch.inference_mode():
