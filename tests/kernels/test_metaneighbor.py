@@ -156,6 +156,18 @@ def test_fast_metaneighbor_reads_a_backed_matrix_once_by_chunks(monkeypatch, tmp
     np.testing.assert_allclose(result, expected, atol=1e-12, rtol=0)
 
 
+def test_exact_metaneighbor_reads_a_backed_matrix_whole(tmp_path):
+    import anndata as ad
+
+    X, batches, clusters = random_data(seed=7, sparse=True)
+    X = X.astype(np.float32)
+    ad.AnnData(X).write_h5ad(tmp_path / "x.h5ad")
+    backed = ad.read_h5ad(tmp_path / "x.h5ad", backed="r")
+    result = metaneighbor(backed.X, batches, clusters, fast=False).to_numpy()
+    backed.file.close()
+    np.testing.assert_array_equal(result, metaneighbor(X, batches, clusters, fast=False).to_numpy())
+
+
 def test_fast_metaneighbor_names_constant_cells_of_any_chunk(monkeypatch):
     import sctransfer.kernels._metaneighbor as mn
 

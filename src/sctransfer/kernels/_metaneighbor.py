@@ -558,11 +558,12 @@ def _check_nonconstant(bad: np.ndarray) -> None:
 
 
 def _whole(X: object, n_cells: int) -> np.ndarray | sp.csr_matrix:
-    """All rows of ``X`` in memory (a backed, dask or row-source matrix is read chunk by chunk)."""
-    from .._utils._validation import is_in_memory
+    """All rows of ``X`` in memory: a backed or dask matrix read by ``in_memory``, a row source's chunks stacked."""
+    from .._utils._validation import in_memory
+    from ._pca import RowSource
 
-    if is_in_memory(X):
-        return X  # type: ignore[return-value]
+    if not isinstance(X, RowSource):
+        return in_memory(X, "X")  # type: ignore[return-value]
     blocks = [block for _, block in _row_chunks(X, n_cells)]
     return sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.vstack(blocks)
 
