@@ -197,6 +197,39 @@ def test_knn_never_holds_a_backed_matrix(data, tmp_path, monkeypatch, fmt):
         adata.file.close()
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bermuda_reads_a_backed_matrix_by_chunks_and_keeps_only_its_genes(data, tmp_path, monkeypatch, fmt):
+    """sct.tl.bermuda reads a backed file twice, a chunk of rows at a time: once to select the genes, once
+    for the selected genes only. No step reads it whole, and the result is the in-memory one."""
+    import sctransfer._utils._validation as V
+    import sctransfer.tl._bermuda as B
+
+    def whole_read(*args, **kwargs):
+        raise AssertionError("the backed matrix was read whole")
+
+    reads = []
+    read_chunk = V.read_chunk
+
+    def counted(X, start, stop):
+        reads.append(stop - start)
+        return read_chunk(X, start, stop)
+
+    monkeypatch.setattr(B, "in_memory", whole_read)
+    monkeypatch.setattr(V, "read_chunk", counted)
+    monkeypatch.setattr(V, "CHUNK_ROWS", 32)
+    path = tmp_path / "rna.h5ad"
+    _with_format(data["rna"], fmt).write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    _run("bermuda", {"rna": backed})
+    assert max(reads) == 32 and sum(reads) >= 2 * backed.n_obs
+    _assert_same(_in_memory_result("bermuda", fmt, data)["rna"], backed)
+    assert (
+        backed.uns["bermuda"]["genes"]
+        == _in_memory_result("bermuda", fmt, data)["rna"].uns["bermuda"]["genes"]
+    )
+    backed.file.close()
+
+
 def test_knn_on_a_backed_matrix_checks_every_chunk(data, tmp_path, monkeypatch):
     """Bad values after the rows that tell the scale are still refused, with the verb's messages."""
     import sctransfer._utils._transfer as T

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -242,12 +243,39 @@ def test_the_model_alone_prepares_its_input_as_the_verb_does(preset):
     np.testing.assert_array_equal(model.get_latent_representation(), verb.obsm["X_bermuda"])
 
 
-@pytest.mark.parametrize("kind", ["sparse counts", "dense float64 counts", "log values"])
-def test_preprocessing_on_the_selected_genes_equals_normalising_every_gene_first(kind):
-    """Counts are normalised per batch to select the genes, then on those genes only: the same bits as
-    normalising the whole matrix and selecting from it, without that copy."""
-    from sctransfer.models.bermuda._preprocess import log_normalised, preprocess, select_genes
+def scanpy_selection(log_values, batches, config):
+    """The preset's genes by scanpy itself: detected in every batch, then the union of each batch's
+    ``highly_variable_genes(flavor="seurat")`` on those genes (the reference for the streamed moments)."""
+    from anndata import AnnData
 
+    batches = np.asarray(batches)
+    detected = np.ones(log_values.shape[1], dtype=bool)
+    for b in pd.unique(batches):
+        block = log_values[batches == b]
+        detected &= np.asarray((block > 0).sum(axis=0)).ravel() >= min(config.min_cells, block.shape[0])
+    genes = np.flatnonzero(detected)
+    top = config.n_top_genes
+    if config.gene_selection == "top" and (top is None or genes.size <= top):
+        return genes
+    union = np.zeros(genes.size, dtype=bool)
+    for b in pd.unique(batches):
+        sub = AnnData(log_values[batches == b][:, genes])
+        if config.gene_selection == "seurat_v2":
+            sc.pp.highly_variable_genes(sub, flavor="seurat", min_mean=0.1, max_mean=8, min_disp=1)
+        else:
+            sc.pp.highly_variable_genes(sub, flavor="seurat", n_top_genes=min(top, genes.size))
+        union |= sub.var["highly_variable"].to_numpy()
+    return genes[union]
+
+
+@pytest.mark.parametrize("kind", ["sparse counts", "dense float64 counts", "log values"])
+def test_preprocessing_selects_scanpys_genes_and_normalises_only_those(kind, monkeypatch):
+    """The genes come from per-batch moments summed over chunks of rows: the same genes as scanpy's
+    selection on the whole normalised matrix, and the same bits as normalising every gene and selecting."""
+    import sctransfer._utils._validation as V
+    from sctransfer.models.bermuda._preprocess import log_normalised, preprocess
+
+    monkeypatch.setattr(V, "CHUNK_ROWS", 64)  # 7 chunks of rows
     counts = counts_with_clusters()
     X = counts.X
     if kind == "dense float64 counts":
@@ -255,14 +283,12 @@ def test_preprocessing_on_the_selected_genes_equals_normalising_every_gene_first
     elif kind == "log values":
         X = log_normalised(X, target_sum=1e4)[0]
     batches = counts.obs["batch"].to_numpy()
-    for preset in ("default", "faithful"):
-        config = PRESETS[preset]
+    codes = pd.Categorical(batches).codes
+    for preset, n_top in (("default", 2000), ("default", 60), ("faithful", None)):
+        config = dataclasses.replace(PRESETS[preset], n_top_genes=n_top)
         whole, was_counts = log_normalised(X, target_sum=config.target_sum)
-        expected_genes = select_genes(
-            whole, batches, gene_selection=config.gene_selection, n_top_genes=config.n_top_genes,
-            min_cells=config.min_cells,
-        )  # fmt: skip
-        values, genes, normalised = preprocess(X, batches, config)
+        expected_genes = scanpy_selection(whole, batches, config)
+        values, genes, normalised = preprocess(X, codes, config)
         np.testing.assert_array_equal(genes, expected_genes)
         assert normalised == was_counts == (kind != "log values")
         assert values.dtype == np.float32
@@ -271,18 +297,40 @@ def test_preprocessing_on_the_selected_genes_equals_normalising_every_gene_first
         np.testing.assert_array_equal(dense, expected.toarray() if sp.issparse(expected) else expected)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_seurat_dispersion_matches_scanpy_with_lone_bins_and_ties(seed):
+    """Per-batch moments give scanpy's flavour="seurat" genes, also when a gene sits alone in its mean
+    bin, with two genes of the same dispersion, and in batches of unequal sizes."""
+    from sctransfer.kernels._pca import log_normalize
+    from sctransfer.models.bermuda._preprocess import batch_moments, select_genes
+
+    rng = np.random.default_rng(seed)
+    n_cells, n_genes = 150, 80
+    counts = rng.negative_binomial(2, rng.uniform(0.2, 0.9, n_genes), size=(n_cells, n_genes))
+    counts[:, 0] = rng.poisson(400, n_cells)  # alone in the top mean bin
+    counts[:, 5] = counts[:, 6]  # two genes with the same dispersion
+    counts = counts.astype(np.float32)
+    counts[counts.sum(axis=1) == 0, 1] = 1
+    log_values = log_normalize(sp.csr_matrix(counts), target_sum=1e4)
+    batches = np.where(np.arange(n_cells) < 90, "a", np.where(np.arange(n_cells) < 130, "b", "c"))
+    codes = pd.Categorical(batches).codes
+    moments = batch_moments(log_values, codes, 3, target_sum=1e4)
+    assert not moments.counts and moments.n_cells.tolist() == [90, 40, 20]
+    for selection, top in (("top", 10), ("top", 25), ("seurat_v2", None)):
+        config = BERMUDAConfig(gene_selection=selection, n_top_genes=top, min_cells=1)
+        got = select_genes(moments, gene_selection=selection, n_top_genes=top, min_cells=1)
+        np.testing.assert_array_equal(got, scanpy_selection(log_values, batches, config))
+
+
 def test_faithful_preprocessing_is_seurat_v2_genes_on_counts_per_million():
     from sctransfer.kernels._pca import log_normalize
-    from sctransfer.models.bermuda._preprocess import select_genes
 
     counts = counts_with_clusters()
     sct.models.BERMUDA.setup_anndata(counts, batch_key="batch", cluster_key="cluster")
     faithful = sct.models.BERMUDA(counts, preset="faithful")
     default = sct.models.BERMUDA(counts, preset="default")
     cpm = log_normalize(counts.X, target_sum=1e6)
-    expected = select_genes(
-        cpm, counts.obs["batch"], gene_selection="seurat_v2", n_top_genes=None, min_cells=5
-    )
+    expected = scanpy_selection(cpm, counts.obs["batch"], PRESETS["faithful"])
     assert faithful.genes_ == list(counts.var_names[expected])
     assert faithful.genes_ != default.genes_
     # the values the model trains on: log of counts per million on those genes

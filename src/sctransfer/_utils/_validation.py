@@ -6,7 +6,7 @@ They raise ``ValueError``/``KeyError`` with a message that says what to do.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,14 +118,20 @@ def read_rows(
     columns: Sequence[int] | np.ndarray | None = None,
     *,
     name: str = "the matrix",
-    chunk_size: int = CHUNK_ROWS,
+    chunk_size: int | None = None,
+    prepare: Callable[[ArrayLike], ArrayLike] | None = None,
 ) -> ArrayLike:
     """A backed or dask matrix read into memory ``chunk_size`` rows at a time, only on ``columns``.
 
+    ``chunk_size`` ``None`` is :data:`CHUNK_ROWS` (read when called).
+
     Only the requested columns of each chunk are kept, so the full matrix is never held; the result is a
     CSR matrix for sparse data and a NumPy array for dense data, in the stored dtype (no float64 copy).
+    ``prepare`` is applied to each chunk as read (all its columns, a new matrix that it may change in
+    place) before the columns are taken; the result then has the dtype it returns.
     """
     check_readable(X, name)
+    chunk_size = chunk_size or CHUNK_ROWS
     n_rows = int(X.shape[0])
     cols = None if columns is None else np.asarray(columns, dtype=np.int64)
     if cols is not None and np.array_equal(cols, np.arange(X.shape[1])):
@@ -135,6 +141,8 @@ def read_rows(
     for start in range(0, max(n_rows, 1), chunk_size):
         stop = min(start + chunk_size, n_rows)
         block = read_chunk(X, start, stop)
+        if prepare is not None:
+            block = prepare(block)
         if cols is not None:
             block = block[:, cols] if sp.issparse(block) else np.take(block, cols, axis=1)
         if sp.issparse(block):
@@ -223,10 +231,21 @@ def in_memory(X: ArrayLike, name: str = "the matrix") -> ArrayLike:
     return read_rows(X, name=name)
 
 
-def iter_rows(X: ArrayLike, *, name: str = "the matrix", chunk_size: int = CHUNK_ROWS):
-    """Yield ``(start, block)`` row chunks of ``X`` in memory (CSR or NumPy); in-memory ``X`` is one chunk."""
+def iter_rows(X: ArrayLike, *, name: str = "the matrix", chunk_size: int | None = None, split: bool = False):
+    """Yield ``(start, block)`` row chunks of ``X`` in memory (CSR or NumPy).
+
+    In-memory ``X`` is one chunk, or with ``split`` chunks of ``chunk_size`` rows as well (row slices:
+    views of a NumPy array, copies of a sparse matrix's rows, in CSR), for work that makes a temporary of
+    the size of its block. ``chunk_size`` ``None`` is :data:`CHUNK_ROWS` (read when called).
+    """
+    chunk_size = chunk_size or CHUNK_ROWS
     if is_in_memory(X):
-        yield 0, X
+        if not split:
+            yield 0, X
+            return
+        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+        for start in range(0, max(X.shape[0], 1), chunk_size):
+            yield start, X[start : start + chunk_size]
         return
     check_readable(X, name)
     n_rows = int(X.shape[0])
@@ -291,7 +310,13 @@ def count_detected(X: ArrayLike, *, name: str = "the matrix") -> np.ndarray:
 
 
 def looks_like_counts(X: ArrayLike, *, n_values: int = 10_000) -> bool:
-    """``True`` when the first ``n_values`` stored values are all integers (raw counts, not log-normalised)."""
+    """``True`` when the first ``n_values`` stored values are all integers (raw counts, not log-normalised).
+
+    A backed or dask matrix is judged on its first chunk of rows.
+    """
+    if not is_in_memory(X):
+        check_readable(X, "the matrix")
+        X = read_chunk(X, 0, min(int(X.shape[0]), CHUNK_ROWS))
     values = X.data if sp.issparse(X) else np.asarray(X).ravel()
     sample = np.asarray(values[:n_values], dtype=np.float64)
     return bool(np.all(sample == np.round(sample)))

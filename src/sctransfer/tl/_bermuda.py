@@ -422,8 +422,7 @@ def bermuda(
     check_writable(adata, "adata", copy=copy)
     model_path = check_model_path(save_model)
     source = get_matrix(adata, layer, "adata")
-    X = in_memory(source, "adata" if layer is None else f"adata.layers[{layer!r}]")  # read once, all genes
-    check_values(X, "adata" if layer is None else f"adata.layers[{layer!r}]")
+    name = "adata" if layer is None else f"adata.layers[{layer!r}]"
     batches = _batches(adata, batch_key)
     if cluster_key is not None:
         raw_clusters = check_obs_key(adata, cluster_key, "adata", what="clusters")
@@ -441,15 +440,17 @@ def bermuda(
     preset = resolve_preset(preset, PRESETS, alias=train_kwargs.pop("faithful", None))
     config = BERMUDA.resolve_config(preset, model_kwargs)
 
-    # the model's own preprocessing (its preset's choices), here first to cluster every batch on it. X is
-    # kept as given for the model (which prepares it itself); each batch's values on the selected genes are
-    # made when it is clustered, so that only one batch's are held at a time
-    genes, _ = preset_genes(X, batches.to_numpy(), config)
-    logger.info("BERMUDA: %d genes, %d cells in %d batches", genes.size, X.shape[0], batches.nunique())
+    # the model's own preprocessing (its preset's choices), here first to cluster every batch on it: one
+    # pass over the values (checked as they are read) selects the genes, a second one reads only those
+    # genes, log-normalised. A backed or dask matrix is read a chunk of rows at a time, so neither it nor a
+    # normalised copy of every gene is ever held
+    genes, counts = preset_genes(source, pd.Categorical(batches).codes, config, name=name)
+    values, _ = log_normalised(source, target_sum=config.target_sum, columns=genes, counts=counts)
+    logger.info("BERMUDA: %d genes, %d cells in %d batches", genes.size, values.shape[0], batches.nunique())
     if cluster_key is None:
 
         def batch_values(rows: np.ndarray) -> ArrayLike:
-            return log_normalised(X[rows], target_sum=config.target_sum, columns=genes)[0]
+            return values[rows]
 
         clusters = cluster_batches(
             batch_values,
@@ -474,18 +475,20 @@ def bermuda(
             f"batches {lonely} have a single cluster; MetaNeighbor scores each cluster against the other "
             f"clusters of its batch, so every batch needs at least two: {advice}."
         )
-    # the model gets the values as given and prepares them itself (on the genes selected above)
-    var_names = make_index_unique(pd.Index(adata.var_names.astype(str)))
+    # the model gets the prepared values on the selected genes (every one of which it keeps), so it does
+    # not prepare them again
+    var_names = make_index_unique(pd.Index(adata.var_names.astype(str)))[genes]
     obs = pd.DataFrame(
         {"batch": batches.to_numpy(), "cluster": cluster_labels}, index=pd.Index(adata.obs_names.astype(str))
     )
-    data = AnnData(X, obs=obs, var=pd.DataFrame(index=var_names))
+    data = AnnData(values, obs=obs, var=pd.DataFrame(index=var_names))
     BERMUDA.setup_anndata(data, batch_key="batch", cluster_key="cluster")
     model = BERMUDA(
         data, similarity_threshold=similarity_threshold, metaneighbor=metaneighbor,
-        allow_no_pairs=allow_no_pairs, preset=preset, genes=list(var_names[genes]), random_state=random_state,
+        allow_no_pairs=allow_no_pairs, preset=preset, genes=list(var_names), random_state=random_state,
         **model_kwargs,
     )  # fmt: skip
+    model.normalised_ = counts  # the values it was given are the counts normalised above
     model.train(max_epochs=max_epochs, random_state=random_state, **train_kwargs)
     latent = model.get_latent_representation()
     save_trained(model, model_path)

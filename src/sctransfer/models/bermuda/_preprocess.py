@@ -8,13 +8,23 @@ function first, to cluster every batch on the result.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..._utils._validation import check_choice, check_int, looks_like_counts, take_columns
+from ..._utils._validation import (
+    check_choice,
+    check_int,
+    check_values,
+    is_in_memory,
+    iter_rows,
+    looks_like_counts,
+    read_rows,
+    take_columns,
+)
 from ...kernels._pca import log_normalize, row_totals
 
 #: the gene selections of :class:`~sctransfer.models.bermuda.BERMUDAConfig`
@@ -37,17 +47,30 @@ def _float32(X) -> Any:
 
 
 def log_normalised(
-    X, *, target_sum: float, copy: bool = True, columns: np.ndarray | None = None
+    X,
+    *,
+    target_sum: float,
+    copy: bool = True,
+    columns: np.ndarray | None = None,
+    counts: bool | None = None,
 ) -> tuple[Any, bool]:
     """:func:`~sctransfer.kernels._pca.log_normalize` counts (float32); other values unchanged (as float32).
 
-    Returns the values and whether they were counts (and so normalised). With ``copy=False`` a float32
-    ``X`` (one just read from a backed file) is normalised in place rather than copied. With ``columns``
-    only those columns are returned, normalised by the totals of the full rows (the same values as
-    normalising every column and then selecting, without a normalised copy of the whole matrix).
+    Returns the values and whether they were counts (and so normalised); ``counts`` says so when it is
+    known (``None``: :func:`~sctransfer._utils._validation.looks_like_counts` decides). With ``copy=False``
+    a float32 ``X`` (one just read from a backed file) is normalised in place rather than copied. With
+    ``columns`` only those columns are returned, normalised by the totals of the full rows (the same values
+    as normalising every column and then selecting, without a normalised copy of the whole matrix). A
+    backed or dask ``X`` is read in row chunks, each normalised and cut to ``columns`` as it is read.
     """
-    counts = looks_like_counts(X)
-    if columns is None:
+    counts = looks_like_counts(X) if counts is None else counts
+    if not is_in_memory(X):
+
+        def prepare(block):  # a chunk just read: normalised in place
+            return _float32(log_normalize(block, target_sum=target_sum, copy=False) if counts else block)
+
+        return read_rows(X, columns, prepare=prepare), counts
+    if columns is None or np.array_equal(columns, np.arange(X.shape[1])):
         values = log_normalize(X, target_sum=target_sum, copy=copy) if counts else X
         return _float32(values), counts
     totals = row_totals(X) if counts else None
@@ -57,32 +80,113 @@ def log_normalised(
     return _float32(X), counts
 
 
+@dataclass
+class BatchMoments:
+    """Every batch's per-gene moments of ``expm1`` of the log-normalised values (see :func:`batch_moments`).
+
+    Attributes
+    ----------
+    n_cells
+        Cells of every batch (``n_batches``).
+    detected, sums, squares
+        ``n_batches x n_genes``: the cells with a value above 0, and the sums of ``expm1`` of the values
+        and of its squares (float64).
+    counts
+        Whether the values were counts (and so log-normalised first).
+    """
+
+    n_cells: np.ndarray
+    detected: np.ndarray
+    sums: np.ndarray
+    squares: np.ndarray
+    counts: bool
+
+
+def batch_moments(
+    X, batch_codes: np.ndarray, n_batches: int, *, target_sum: float, name: str = "the matrix"
+) -> BatchMoments:
+    """One pass over the rows of ``X`` (in memory, backed or dask) for :func:`select_genes`.
+
+    The rows are read, checked (:func:`~sctransfer._utils._validation.check_values`) and, for counts,
+    log-normalised (float32, every cell on its own total) a chunk at a time, so neither the matrix nor a
+    normalised copy of it is held. ``batch_codes`` gives every cell's batch (``0 .. n_batches - 1``).
+    """
+    counts = looks_like_counts(X)
+    n_genes = int(X.shape[1])
+    sums = np.zeros((n_batches, n_genes))
+    squares = np.zeros((n_batches, n_genes))
+    detected = np.zeros((n_batches, n_genes))
+    for start, block in iter_rows(X, name=name, split=True):
+        check_values(block, name)
+        m = block.shape[0]
+        values = _float32(log_normalize(block, target_sum=target_sum) if counts else block)
+        # scanpy's flavour="seurat" takes expm1 of the float32 values, then float64 moments
+        if sp.issparse(values):
+            values = sp.csr_matrix(values, copy=True)
+            values.data = np.expm1(values.data).astype(np.float64)
+            squared = values.multiply(values)
+        else:
+            values = np.expm1(values).astype(np.float64)
+            squared = values * values
+        codes = np.asarray(batch_codes[start : start + m], dtype=np.int64)
+        parts = ((sums, values), (squares, squared), (detected, block > 0))
+        if sp.issparse(values):  # per-batch sums as one product with the batches' membership
+            member = sp.csr_matrix((np.ones(m), (codes, np.arange(m))), shape=(n_batches, m))
+            for total, part in parts:
+                total += (member @ part.astype(np.float64)).toarray()
+            continue
+        for b in np.unique(codes):
+            rows = codes == b
+            for total, part in parts:
+                total[b] += np.asarray(part)[rows].sum(axis=0, dtype=np.float64)
+    n_cells = np.bincount(np.asarray(batch_codes, dtype=np.int64), minlength=n_batches)
+    return BatchMoments(n_cells, detected.astype(np.int64), sums, squares, counts)
+
+
+def seurat_dispersion(mean: np.ndarray, var: np.ndarray, *, n_top_genes: int | None) -> np.ndarray:
+    """Highly variable genes by Seurat's dispersion method, from each gene's mean and variance.
+
+    ``mean`` and ``var`` (unbiased) are those of ``expm1`` of log-normalised values. The method of
+    ``scanpy.pp.highly_variable_genes(flavor="seurat")``: the log dispersion ``log(var / mean)`` is
+    z-scored within 20 equal-width bins of ``log1p(mean)`` (a bin of one gene gets 1). With
+    ``n_top_genes`` the genes whose normalised dispersion reaches the ``n_top_genes``-th highest are kept;
+    without, Seurat v2's cut-offs (``0.1 < log1p(mean) < 8``, normalised dispersion above 1).
+    """
+    mean = np.where(mean == 0, 1e-12, mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dispersion = var / mean
+        dispersion[dispersion == 0] = np.nan
+        dispersion = np.log(dispersion)
+    log_mean = np.log1p(mean)
+    frame = pd.DataFrame({"means": log_mean, "dispersions": dispersion})
+    frame["mean_bin"] = pd.cut(frame["means"], bins=20)
+    stats = frame.groupby("mean_bin", observed=True)["dispersions"].agg(avg="mean", dev="std")
+    single = stats["dev"].isnull()  # one gene in the bin: normalised dispersion 1
+    stats.loc[single, "dev"] = stats.loc[single, "avg"]
+    stats.loc[single, "avg"] = 0
+    stats = stats.loc[frame["mean_bin"]]
+    norm = (dispersion - stats["avg"].to_numpy()) / stats["dev"].to_numpy()
+    if n_top_genes is None:
+        norm = np.nan_to_num(norm)
+        return (log_mean > 0.1) & (log_mean < 8) & (norm > 1)
+    ranked = np.sort(norm[~np.isnan(norm)])[::-1]
+    if ranked.size == 0:
+        return np.zeros(norm.size, dtype=bool)
+    cut_off = ranked[min(n_top_genes, ranked.size) - 1]
+    return np.nan_to_num(norm, nan=-np.inf) >= cut_off
+
+
 def select_genes(
-    X,
-    batches,
-    *,
-    gene_selection: str,
-    n_top_genes: int | None,
-    min_cells: int,
-    target_sum: float | None = None,
-    totals: np.ndarray | None = None,
+    moments: BatchMoments, *, gene_selection: str, n_top_genes: int | None, min_cells: int
 ) -> np.ndarray:
     """Positions of the genes detected in ``min_cells`` cells of every batch and variable in one batch.
 
     The union over batches of each batch's variable genes (see
-    :class:`~sctransfer.models.bermuda.BERMUDAConfig`). ``X`` holds log-normalised values, or counts
-    when ``totals`` (their rows' totals) and ``target_sum`` are given: each batch's rows are then
-    normalised on their own, on the detected genes, as :func:`log_normalised` would normalise them.
+    :class:`~sctransfer.models.bermuda.BERMUDAConfig` and :func:`seurat_dispersion`), from the moments of
+    :func:`batch_moments`; a batch's variable genes are chosen among the genes detected in every batch.
     """
-    import scanpy as sc
-    from anndata import AnnData
-
-    batches = np.asarray(batches)
-    detected = np.ones(X.shape[1], dtype=bool)
-    for b in pd.unique(batches):
-        block = X[batches == b]  # counts and their log-normalised values are positive at the same places
-        n_cells = np.asarray((block > 0).sum(axis=0)).ravel()
-        detected &= n_cells >= min(min_cells, block.shape[0])
+    needed = np.minimum(min_cells, moments.n_cells)[:, None]
+    detected = (moments.detected >= needed).all(axis=0)
     if detected.sum() < 2:
         raise ValueError(
             f"fewer than two genes are detected in at least {min_cells} cells of every batch; the batches "
@@ -93,18 +197,14 @@ def select_genes(
     if not seurat_v2 and (n_top_genes is None or genes.size <= n_top_genes):
         return genes
     union = np.zeros(genes.size, dtype=bool)
-    for b in pd.unique(batches):
-        rows = batches == b
-        values = X[rows][:, genes]
-        if totals is not None:
-            values = _float32(log_normalize(values, target_sum=target_sum, copy=False, totals=totals[rows]))
-        sub = AnnData(values)
-        if seurat_v2:
-            # Seurat v2 FindVariableGenes cut-offs: mean 0.1-8, log dispersion above 1
-            sc.pp.highly_variable_genes(sub, flavor="seurat", min_mean=0.1, max_mean=8, min_disp=1)
-        else:
-            sc.pp.highly_variable_genes(sub, flavor="seurat", n_top_genes=min(n_top_genes, genes.size))
-        union |= sub.var["highly_variable"].to_numpy()
+    for b, n in enumerate(moments.n_cells):
+        if n == 0:
+            continue
+        mean = moments.sums[b, genes] / n
+        var = moments.squares[b, genes] / n - mean**2
+        if n > 1:
+            var *= n / (n - 1)
+        union |= seurat_dispersion(mean, var, n_top_genes=None if seurat_v2 else n_top_genes)
     if union.sum() < 2:
         raise ValueError(
             "fewer than two highly variable genes were found; pass n_top_genes=None to use all genes."
@@ -112,21 +212,26 @@ def select_genes(
     return genes[union]
 
 
-def preset_genes(X, batches, config: Any) -> tuple[np.ndarray, bool]:
+def preset_genes(
+    X, batch_codes: np.ndarray, config: Any, *, name: str = "the matrix"
+) -> tuple[np.ndarray, bool]:
     """Positions of the genes that ``config`` (a ``BERMUDAConfig``) selects, and whether ``X`` holds counts.
 
-    Counts are normalised one batch at a time to select them, so no normalised copy of the whole matrix is
-    made; :func:`log_normalised` with ``columns`` then gives the values on those genes.
+    ``X`` (cells x genes, in memory, backed or dask) is read once, a chunk of rows at a time, and its values
+    are checked; ``batch_codes`` gives every cell's batch as ``0 .. n_batches - 1``. :func:`log_normalised`
+    with ``columns`` then gives the values on those genes.
     """
     check_preprocessing(config)
-    options = {
-        "gene_selection": config.gene_selection,
-        "n_top_genes": config.n_top_genes,
-        "min_cells": config.min_cells,
-    }
-    if looks_like_counts(X):
-        return select_genes(X, batches, target_sum=config.target_sum, totals=row_totals(X), **options), True
-    return select_genes(_float32(X), batches, **options), False
+    batch_codes = np.asarray(batch_codes, dtype=np.int64)
+    n_batches = int(batch_codes.max()) + 1 if batch_codes.size else 0
+    moments = batch_moments(X, batch_codes, n_batches, target_sum=config.target_sum, name=name)
+    genes = select_genes(
+        moments,
+        gene_selection=config.gene_selection,
+        n_top_genes=config.n_top_genes,
+        min_cells=config.min_cells,
+    )
+    return genes, moments.counts
 
 
 def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
@@ -137,6 +242,6 @@ def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
     The log-normalised values (float32) on the genes of :func:`preset_genes`, their positions, and whether
     ``X`` held counts (and so was normalised).
     """
-    genes, _ = preset_genes(X, batches, config)
-    values, counts = log_normalised(X, target_sum=config.target_sum, columns=genes)
+    genes, counts = preset_genes(X, batches, config)
+    values, counts = log_normalised(X, target_sum=config.target_sum, columns=genes, counts=counts)
     return values, genes, counts
