@@ -417,3 +417,19 @@ def test_harmony_representation_starts_at_the_corrected_pca_and_maps_new_cells(a
     mapped = model.get_latent_representation(adata.copy())
     assert mapped.shape == z.shape
     assert np.abs(mapped - z).mean() < 0.1 * np.abs(z).mean()
+
+
+def test_log_values_after_empty_cells_are_not_taken_for_counts():
+    """Zeros say nothing about the scale: dense log values whose first 10,000 entries are zeros (empty
+    cells first) are still log values, and are not normalised again."""
+    from sctransfer._utils._validation import looks_like_counts
+    from sctransfer.models.bermuda._preprocess import log_normalised, preprocess
+
+    counts = counts_with_clusters()
+    logged = log_normalised(counts.X, target_sum=1e4)[0].toarray()
+    X = np.vstack([np.zeros((40, logged.shape[1]), dtype=np.float32), logged])  # 12,000 leading zeros
+    assert looks_like_counts(counts.X) and not looks_like_counts(X)
+    batches = np.concatenate([np.zeros(40, dtype=np.int64), pd.Categorical(counts.obs["batch"]).codes])
+    values, genes, normalised = preprocess(X, batches, PRESETS["default"])
+    assert not normalised
+    np.testing.assert_array_equal(values, X[:, genes])

@@ -102,10 +102,14 @@ def check_readable(X: object, name: str) -> None:
 
 
 def read_chunk(X: object, start: int, stop: int) -> ArrayLike:
-    """Rows ``start:stop`` of a backed, dask or in-memory matrix, in memory (CSR or NumPy)."""
+    """Rows ``start:stop`` of a backed, dask or in-memory matrix, in memory (CSR or NumPy).
+
+    For a backed or dask matrix the block is always a new matrix, which the caller may change in place.
+    """
     block = X[start:stop]
-    if hasattr(block, "compute"):  # dask
+    if hasattr(block, "compute"):  # dask: compute() may return a view of the array it wraps
         block = block.compute()
+        block = block.copy() if sp.issparse(block) else np.array(block)
     if hasattr(block, "to_memory"):
         block = block.to_memory()
     if sp.issparse(block):
@@ -243,9 +247,13 @@ def iter_rows(X: ArrayLike, *, name: str = "the matrix", chunk_size: int | None 
         if not split:
             yield 0, X
             return
-        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+        if sp.issparse(X) and X.format not in ("csr", "csc"):
+            X = sp.csr_matrix(X)
+        elif not sp.issparse(X):
+            X = np.asarray(X)
         for start in range(0, max(X.shape[0], 1), chunk_size):
-            yield start, X[start : start + chunk_size]
+            block = X[start : start + chunk_size]
+            yield start, sp.csr_matrix(block) if sp.issparse(block) else block
         return
     check_readable(X, name)
     n_rows = int(X.shape[0])
@@ -310,16 +318,41 @@ def count_detected(X: ArrayLike, *, name: str = "the matrix") -> np.ndarray:
 
 
 def looks_like_counts(X: ArrayLike, *, n_values: int = 10_000) -> bool:
-    """``True`` when the first ``n_values`` stored values are all integers (raw counts, not log-normalised).
+    """``True`` when the first ``n_values`` non-zero values are all integers (raw counts, not log-normalised).
 
-    A backed or dask matrix is judged on its first chunk of rows.
+    The values are taken row by row (zeros say nothing: log-normalised values are 0 where counts are), from
+    as many chunks of rows as it takes; a backed or dask matrix is read a chunk at a time.
     """
-    if not is_in_memory(X):
-        check_readable(X, "the matrix")
-        X = read_chunk(X, 0, min(int(X.shape[0]), CHUNK_ROWS))
-    values = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    sample = np.asarray(values[:n_values], dtype=np.float64)
+    found: list[np.ndarray] = []
+    n_found = 0
+    for _, block in iter_rows(X, split=True):
+        values = block.data if sp.issparse(block) else np.asarray(block).ravel()
+        values = values[values != 0][: n_values - n_found]
+        found.append(np.asarray(values, dtype=np.float64))
+        n_found += values.size
+        if n_found >= n_values:
+            break
+    sample = np.concatenate(found) if found else np.zeros(0)
     return bool(np.all(sample == np.round(sample)))
+
+
+def gene_positions(names: pd.Index, genes: Sequence[str], what: str) -> np.ndarray | None:
+    """Column positions of ``genes`` in ``names`` (``None`` when they already match in order).
+
+    Raises a ``ValueError`` naming ``what`` when ``names`` has duplicates or lacks some of ``genes``.
+    """
+    if not names.is_unique:
+        raise ValueError(f"{what} has duplicated var_names; call .var_names_make_unique() first.")
+    if len(names) == len(genes) and (names == pd.Index(genes)).all():
+        return None
+    missing = pd.Index(genes).difference(names)
+    if len(missing):
+        raise ValueError(
+            f"{what} lacks {len(missing)} of the model's {len(genes)} genes (for example "
+            f"{list(missing[:5])}); pass data measured on the training genes (genes are matched by name, "
+            "extra genes are ignored and the order does not matter)."
+        )
+    return names.get_indexer(genes)
 
 
 def check_obs_key(adata: AnnData, key: str, name: str, what: str = "labels") -> pd.Series:

@@ -337,8 +337,10 @@ def bermuda(
        min-max scaled expression. The code is the aligned embedding.
 
     Steps 1 and 2 follow the preset (the preprocessing fields of
-    :class:`~sctransfer.models.bermuda.BERMUDAConfig`), and the model applies them itself: the verb is
-    the model plus the per-batch clustering.
+    :class:`~sctransfer.models.bermuda.BERMUDAConfig`), as the model applies them when it is given all
+    genes: the verb is the model plus the per-batch clustering. A backed or dask matrix is read twice, a
+    chunk of rows at a time (to select the genes, then keeping only those), and the model is given the
+    log-normalised values on the selected genes; a saved model (``save_model``) holds those.
 
     Use it like a PCA: ``sc.pp.neighbors(adata, use_rep="X_bermuda")``, then UMAP or clustering.
 
@@ -424,6 +426,11 @@ def bermuda(
     source = get_matrix(adata, layer, "adata")
     name = "adata" if layer is None else f"adata.layers[{layer!r}]"
     batches = _batches(adata, batch_key)
+    # the model's columns are named as the caller's batches and the clusters written at the end, so that a
+    # saved model maps cells of an AnnData with the caller's batch column
+    cluster_column = f"{key_added}_cluster"
+    if cluster_column == batch_key:
+        raise ValueError(f"key_added={key_added!r} would write its clusters over batch_key={batch_key!r}.")
     if cluster_key is not None:
         raw_clusters = check_obs_key(adata, cluster_key, "adata", what="clusters")
         if raw_clusters.isna().any():
@@ -475,20 +482,20 @@ def bermuda(
             f"batches {lonely} have a single cluster; MetaNeighbor scores each cluster against the other "
             f"clusters of its batch, so every batch needs at least two: {advice}."
         )
-    # the model gets the prepared values on the selected genes (every one of which it keeps), so it does
-    # not prepare them again
+    # the model gets the prepared values on the selected genes (every one of which it keeps): log values,
+    # which it does not normalise again
     var_names = make_index_unique(pd.Index(adata.var_names.astype(str)))[genes]
     obs = pd.DataFrame(
-        {"batch": batches.to_numpy(), "cluster": cluster_labels}, index=pd.Index(adata.obs_names.astype(str))
+        {batch_key: batches.to_numpy(), cluster_column: cluster_labels},
+        index=pd.Index(adata.obs_names.astype(str)),
     )
     data = AnnData(values, obs=obs, var=pd.DataFrame(index=var_names))
-    BERMUDA.setup_anndata(data, batch_key="batch", cluster_key="cluster")
+    BERMUDA.setup_anndata(data, batch_key=batch_key, cluster_key=cluster_column)
     model = BERMUDA(
         data, similarity_threshold=similarity_threshold, metaneighbor=metaneighbor,
         allow_no_pairs=allow_no_pairs, preset=preset, genes=list(var_names), random_state=random_state,
         **model_kwargs,
     )  # fmt: skip
-    model.normalised_ = counts  # the values it was given are the counts normalised above
     model.train(max_epochs=max_epochs, random_state=random_state, **train_kwargs)
     latent = model.get_latent_representation()
     save_trained(model, model_path)
@@ -510,7 +517,7 @@ def bermuda(
         "max_epochs": max_epochs,
         "random_state": random_state,
         "save_model": None if model_path is None else str(model_path),
-        "normalised_counts": model.normalised_,
+        "normalised_counts": counts,
         "config": model.config_,
         "key_added": key_added,
         # the trainer options of plain type (callbacks and the like cannot be stored)
@@ -531,7 +538,7 @@ def bermuda(
     write_result(
         target, key_added, params=params, start=start, uns=result,
         obsm={f"X_{key_added}": latent},
-        obs={f"{key_added}_cluster": pd.Categorical(data.obs["cluster"].astype(str).to_numpy())},
+        obs={cluster_column: pd.Categorical(data.obs[cluster_column].astype(str).to_numpy())},
     )  # fmt: skip
     result = target.uns[key_added]
     logger.info("BERMUDA: done in %.1f s (%d epochs)", result["seconds"], result["epochs_trained"])

@@ -17,7 +17,14 @@ from scvi.data.fields import CategoricalObsField, LayerField
 
 from ..._utils._logging import logger
 from ..._utils._torch import register_fields, run_training
-from ..._utils._validation import check_choice, check_int
+from ..._utils._validation import (
+    check_choice,
+    check_int,
+    check_nonempty,
+    check_obs_key,
+    gene_positions,
+    get_matrix,
+)
 from ...kernels._metaneighbor import metaneighbor, select_cluster_pairs
 from .._base import NeuralModel
 from ._config import PRESETS, BERMUDAPreset
@@ -85,7 +92,8 @@ class BERMUDA(NeuralModel):
     genes_
         Names of the genes used.
     normalised_
-        Whether the registered values were counts, which the model log-normalised.
+        Whether the registered values were counts, which the model log-normalised (``False`` for the
+        model that :func:`sctransfer.tl.bermuda` trains: it is given log-normalised values).
     """
 
     _module_cls = BERMUDAModule
@@ -215,7 +223,7 @@ class BERMUDA(NeuralModel):
         check_preprocessing(self.config)
         X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         if genes is None:
-            Xn, positions, self.normalised_ = preprocess(X, self._batch_codes(), self.config)
+            Xn, positions, self.normalised_ = preprocess(X, self._batch_codes(), self.config, name="adata")
         else:
             names = pd.Index(self.adata.var_names)
             positions = names.get_indexer(pd.Index([str(g) for g in genes])) if names.is_unique else None
@@ -474,6 +482,24 @@ class BERMUDA(NeuralModel):
         self.is_trained_ = True
 
     # ---- inference ----------------------------------------------------------------------------
+    def _query_values(self, adata: AnnData) -> tuple[Any, np.ndarray]:
+        """New cells' prepared values on the model's genes, and their batch codes."""
+        check_nonempty(adata, "adata")
+        layer = self.adata_manager.registry["setup_args"]["layer"]
+        source = get_matrix(adata, layer, "adata")
+        positions = gene_positions(pd.Index(adata.var_names.astype(str)), self.genes_, "adata")
+        X, _ = log_normalised(source, target_sum=self.config.target_sum, columns=positions)
+        batch_key = self.adata_manager.registry["setup_args"]["batch_key"]
+        batches = check_obs_key(adata, batch_key, "adata", what="batches").astype(str)
+        codes = pd.Categorical(batches, categories=self.batches_).codes.astype(np.int64)
+        if (codes < 0).any():
+            unknown = sorted(set(batches[codes < 0]))
+            raise ValueError(
+                f"adata.obs[{batch_key!r}] has batches the model was not trained on: {unknown[:5]}; the model "
+                f"maps cells of its own batches {self.batches_}."
+            )
+        return X, codes
+
     @torch.inference_mode()
     def get_latent_representation(
         self, adata: AnnData | None = None, *, batch_size: int = 4096
@@ -483,21 +509,17 @@ class BERMUDA(NeuralModel):
         Parameters
         ----------
         adata
-            AnnData set up like the training data (the same genes in the same order; its batches must be
-            among the model's), prepared as the training data were; ``None`` uses the model's AnnData.
+            Cells with the training data's batch column (their batches among the model's) and the
+            model's genes (:attr:`genes_`, matched by name; other genes are ignored), in the layer the
+            model was set up with: counts (log-normalised by the totals of all the genes given) or
+            log-normalised values. ``None`` uses the model's AnnData.
         batch_size
             Cells encoded at a time.
         """
         self._check_if_trained(warn=False)
         harmony = self.config.representation == "harmony"
         if adata is not None:
-            adata = self._validate_anndata(adata)
-            manager = self.get_anndata_manager(adata, required=True)
-            X, _ = log_normalised(
-                manager.get_from_registry(REGISTRY_KEYS.X_KEY), target_sum=self.config.target_sum,
-                columns=self._positions,
-            )  # fmt: skip
-            batches = np.asarray(manager.get_from_registry(BATCH_CODE_KEY)).ravel().astype(np.int64)
+            X, batches = self._query_values(adata)
             if harmony:
                 X = self._harmony_inputs(X, batches)
         else:

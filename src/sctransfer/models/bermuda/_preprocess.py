@@ -102,6 +102,30 @@ class BatchMoments:
     counts: bool
 
 
+#: values per block of a dense chunk whose float64 temporaries :func:`batch_moments` makes at once
+_MOMENT_VALUES = 1 << 22
+
+
+def _add_moments(block, codes: np.ndarray, counts: bool, target_sum: float, moments: BatchMoments) -> None:
+    """Add the rows of ``block`` (checked; batches ``codes``) to the per-batch sums of ``moments``."""
+    m = block.shape[0]
+    values = _float32(log_normalize(block, target_sum=target_sum) if counts else block)
+    # scanpy's flavour="seurat" takes expm1 of the float32 values, then float64 moments
+    if sp.issparse(values):
+        values = sp.csr_matrix(values, copy=True)
+        values.data = np.expm1(values.data).astype(np.float64)
+        squared = values.multiply(values)
+        positive = (block > 0).astype(np.float64)
+    else:
+        values = np.expm1(values).astype(np.float64)
+        squared = values * values
+        positive = (np.asarray(block) > 0).astype(np.float64)
+    member = sp.csr_matrix((np.ones(m), (codes, np.arange(m))), shape=(len(moments.n_cells), m))
+    for total, part in ((moments.sums, values), (moments.squares, squared), (moments.detected, positive)):
+        product = member @ part  # every batch's column sums at once
+        total += product.toarray() if sp.issparse(product) else product
+
+
 def batch_moments(
     X, batch_codes: np.ndarray, n_batches: int, *, target_sum: float, name: str = "the matrix"
 ) -> BatchMoments:
@@ -109,38 +133,31 @@ def batch_moments(
 
     The rows are read, checked (:func:`~sctransfer._utils._validation.check_values`) and, for counts,
     log-normalised (float32, every cell on its own total) a chunk at a time, so neither the matrix nor a
-    normalised copy of it is held. ``batch_codes`` gives every cell's batch (``0 .. n_batches - 1``).
+    normalised copy of it is held; a dense chunk is worked on in blocks of rows. ``batch_codes`` gives
+    every cell's batch (``0 .. n_batches - 1``). The variance comes from the float64 sums of the values and
+    their squares, so a gene constant within a batch has variance 0 there (no dispersion), as scanpy finds
+    for sparse values.
     """
-    counts = looks_like_counts(X)
+    batch_codes = np.asarray(batch_codes, dtype=np.int64)
     n_genes = int(X.shape[1])
-    sums = np.zeros((n_batches, n_genes))
-    squares = np.zeros((n_batches, n_genes))
-    detected = np.zeros((n_batches, n_genes))
+    n_cells = np.bincount(batch_codes, minlength=n_batches)
+    moments = BatchMoments(
+        n_cells, np.zeros((n_batches, n_genes)), np.zeros((n_batches, n_genes)), np.zeros((n_batches, n_genes)),
+        counts=False,
+    )  # fmt: skip
+    counts: bool | None = None
+    rows = max(1, _MOMENT_VALUES // max(n_genes, 1))
     for start, block in iter_rows(X, name=name, split=True):
         check_values(block, name)
-        m = block.shape[0]
-        values = _float32(log_normalize(block, target_sum=target_sum) if counts else block)
-        # scanpy's flavour="seurat" takes expm1 of the float32 values, then float64 moments
-        if sp.issparse(values):
-            values = sp.csr_matrix(values, copy=True)
-            values.data = np.expm1(values.data).astype(np.float64)
-            squared = values.multiply(values)
-        else:
-            values = np.expm1(values).astype(np.float64)
-            squared = values * values
-        codes = np.asarray(batch_codes[start : start + m], dtype=np.int64)
-        parts = ((sums, values), (squares, squared), (detected, block > 0))
-        if sp.issparse(values):  # per-batch sums as one product with the batches' membership
-            member = sp.csr_matrix((np.ones(m), (codes, np.arange(m))), shape=(n_batches, m))
-            for total, part in parts:
-                total += (member @ part.astype(np.float64)).toarray()
-            continue
-        for b in np.unique(codes):
-            rows = codes == b
-            for total, part in parts:
-                total[b] += np.asarray(part)[rows].sum(axis=0, dtype=np.float64)
-    n_cells = np.bincount(np.asarray(batch_codes, dtype=np.int64), minlength=n_batches)
-    return BatchMoments(n_cells, detected.astype(np.int64), sums, squares, counts)
+        if counts is None:  # after the first chunk's check: a matrix of strings gets its own message
+            counts = looks_like_counts(X)
+        codes = batch_codes[start : start + block.shape[0]]
+        step = block.shape[0] if sp.issparse(block) else rows
+        for lo in range(0, block.shape[0], step):
+            _add_moments(block[lo : lo + step], codes[lo : lo + step], counts, target_sum, moments)
+    moments.detected = moments.detected.astype(np.int64)
+    moments.counts = bool(counts)
+    return moments
 
 
 def seurat_dispersion(mean: np.ndarray, var: np.ndarray, *, n_top_genes: int | None) -> np.ndarray:
@@ -234,7 +251,7 @@ def preset_genes(
     return genes, moments.counts
 
 
-def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
+def preprocess(X, batches, config: Any, *, name: str = "the matrix") -> tuple[Any, np.ndarray, bool]:
     """Apply the preprocessing of ``config`` (a ``BERMUDAConfig``) to ``X`` (cells x genes, all genes).
 
     Returns
@@ -242,6 +259,6 @@ def preprocess(X, batches, config: Any) -> tuple[Any, np.ndarray, bool]:
     The log-normalised values (float32) on the genes of :func:`preset_genes`, their positions, and whether
     ``X`` held counts (and so was normalised).
     """
-    genes, counts = preset_genes(X, batches, config)
+    genes, counts = preset_genes(X, batches, config, name=name)
     values, counts = log_normalised(X, target_sum=config.target_sum, columns=genes, counts=counts)
     return values, genes, counts

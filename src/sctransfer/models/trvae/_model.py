@@ -24,6 +24,7 @@ from ..._utils._validation import (
     check_nonempty,
     check_obs_key,
     check_values,
+    gene_positions,
     get_matrix,
     take_columns,
 )
@@ -42,22 +43,6 @@ _MODULE_FIELDS = (
     "activation", "leaky_slope", "dropout", "bn_momentum", "bn_eps", "encoder_bias", "decoder_bias",
     "output_activation", "var_eps", "n_reference_conditions", "freeze_expression",
 )  # fmt: skip
-
-
-def _gene_index(names: pd.Index, genes: list[str], what: str) -> np.ndarray | None:
-    """Column positions of ``genes`` in ``names`` (``None`` when they already match in order)."""
-    if not names.is_unique:
-        raise ValueError(f"{what} has duplicated var_names; call .var_names_make_unique() first.")
-    if len(names) == len(genes) and (names == pd.Index(genes)).all():
-        return None
-    missing = pd.Index(genes).difference(names)
-    if len(missing):
-        raise ValueError(
-            f"{what} lacks {len(missing)} of the model's {len(genes)} genes (for example "
-            f"{list(missing[:5])}); pass data measured on the training genes (genes are matched by name, "
-            "extra genes are ignored and the order does not matter)."
-        )
-    return names.get_indexer(genes)
 
 
 class TRVAE(NeuralModel):
@@ -253,7 +238,7 @@ class TRVAE(NeuralModel):
         if not isinstance(adata, AnnData):
             raise TypeError(f"adata must be an AnnData object, got {type(adata).__name__}.")
         X = get_matrix(adata, self.layer_, "adata")
-        idx = _gene_index(adata.var_names, self.genes_, "adata")
+        idx = gene_positions(adata.var_names, self.genes_, "adata")
         if idx is not None:
             X = take_columns(X, idx, "adata")
         if sp.issparse(X):
@@ -580,7 +565,7 @@ class TRVAE(NeuralModel):
             raise ValueError("the reference model is not trained; call reference_model.train() first.")
         key, layer = reference_model.condition_key_, reference_model.layer_
         values = check_obs_key(adata, key, "the query", what="condition")
-        idx = _gene_index(adata.var_names, reference_model.genes_, "the query")
+        idx = gene_positions(adata.var_names, reference_model.genes_, "the query")
         if idx is not None:
             adata = adata[:, idx].copy()
         new = sorted(set(values.astype(str)) - set(reference_model.conditions_))
