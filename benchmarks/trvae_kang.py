@@ -7,7 +7,9 @@ Protocol:
 - for each held-out type (CD14 Mono, CD4 Naive T, NK, B): the STIM cells of that type are removed, the
   model trains on every other cell (``condition_key="stim"``), and the type's CTRL cells are predicted
   under STIM (encoded with CTRL, decoded with STIM; posterior mean). trVAE is scored with the preset's own
-  prediction method and, from the same trained model, with the other one (``TRVAE.predict(method=...)``).
+  prediction method and, from the same trained model, with the other one (``TRVAE.predict(method=...)``),
+  each also with ``latent_delta=True`` (the mean latent difference between the training cells of STIM and
+  of CTRL added to each cell's ``z`` before decoding, scGen's latent arithmetic).
 - scGen: pertpy's ``Scgen`` with its defaults and early stopping, trained on the same cells and predicting
   the same CTRL cells (``benchmarks/scgen_kang_runner.py``, run in its own environment: ``make
   scgen-env``; skipped with a note when that environment is missing).
@@ -149,6 +151,47 @@ def save_part(parts: Path, cell_type: str, seed: int, name: str, rows: list[dict
     path.write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
 
 
+def trvae_name(preset: str, method: str, own: str, latent_delta: bool) -> str:
+    """The row name of one trVAE prediction: the preset's own method plain, the others named."""
+    name = f"trVAE {preset}" + ("" if method == own else f", method={method}")
+    return name + (", latent_delta" if latent_delta else "")
+
+
+def trvae_row(
+    common: dict,
+    preset: str,
+    method: str,
+    own: str,
+    latent_delta: bool,
+    seed: int,
+    seconds: float,
+    load: float,
+    model: TRVAE,
+) -> dict:
+    """The fields of a trVAE row other than its scores."""
+    return {
+        **common, "method": trvae_name(preset, method, own, latent_delta), "predict_method": method,
+        "latent_delta": latent_delta, "seed": seed, "train_seconds": round(seconds, 1),
+        "epochs": model.train_info_["epochs"], "best_epoch": model.train_info_["best_epoch"],
+        "load_average_1min": round(load, 2),
+    }  # fmt: skip
+
+
+def against_scgen(trvae: list[dict], scgen: list[dict]) -> dict:
+    """trVAE's rows against scGen's on each metric, seed by seed and averaged over the seeds."""
+    out = {}
+    for metric in ("r2_mean_degs", "r2_mean_all", "r2_var_degs"):
+        t = {r["seed"]: r[metric] for r in trvae}
+        g = {r["seed"]: r[metric] for r in scgen}
+        out[f"{metric}_trvae_vs_scgen"] = {
+            "trvae": round(float(np.mean(list(t.values()))), 4),
+            "scgen": round(float(np.mean(list(g.values()))), 4),
+            "at_least_scgen_on_average": bool(np.mean(list(t.values())) >= np.mean(list(g.values()))),
+            "at_least_scgen_every_seed": all(t[k] >= g[k] for k in t if k in g),
+        }
+    return out
+
+
 def run_job(
     cell_type: str,
     seed: int,
@@ -186,18 +229,16 @@ def run_job(
         seconds = time.perf_counter() - start
         own = model.config.predict_method
         rows = []
-        for method in (own, *(m for m in ("decode", "shift") if m != own)):
-            pred = model.predict(
-                adata[ctrl_mask], source_condition="CTRL", target_condition="STIM", method=method
-            )
-            rows.append(
-                {
-                    **common, "method": f"trVAE {preset}" if method == own else f"trVAE {preset}, method={method}",
-                    "predict_method": method, "seed": seed, "train_seconds": round(seconds, 1),
-                    "epochs": model.train_info_["epochs"], "best_epoch": model.train_info_["best_epoch"],
-                    "load_average_1min": round(load, 2), **score(pred.X, real, degs, n_bootstrap),
-                }
-            )  # fmt: skip
+        for latent_delta in (False, True):
+            for method in (own, *(m for m in ("decode", "shift") if m != own)):
+                pred = model.predict(
+                    adata[ctrl_mask], source_condition="CTRL", target_condition="STIM", method=method,
+                    latent_delta=latent_delta,
+                )  # fmt: skip
+                rows.append(
+                    trvae_row(common, preset, method, own, latent_delta, seed, seconds, load, model)
+                    | score(pred.X, real, degs, n_bootstrap)
+                )
         save_part(parts, cell_type, seed, f"trvae_{preset}", rows, command)
         print(f"done: trVAE {cell_type}, seed {seed} ({seconds:.1f} s)", flush=True)
 
@@ -225,9 +266,7 @@ def merged_rows(parts: Path) -> tuple[list[dict], list[str]]:
     order = {"scGen (pertpy)": 2, "identity (CTRL)": 3, "global delta": 4}
 
     def key(r: dict) -> tuple:
-        rank = order.get(
-            r["method"], 0 if r["method"].startswith("trVAE") and "method=" not in r["method"] else 1
-        )
+        rank = order.get(r["method"], 0 if r["method"].startswith("trVAE") and "," not in r["method"] else 1)
         return (
             TYPES.index(r["type"]) if r["type"] in TYPES else len(TYPES),
             r["type"],
@@ -339,7 +378,7 @@ def main() -> None:
     rows, commands = merged_rows(parts)
 
     header = (
-        f"{'held-out type':12s} {'method':30s} {'seed':>4s} {'R2 mean DEG':>11s} {'R2 var DEG':>10s} "
+        f"{'held-out type':12s} {'method':44s} {'seed':>4s} {'R2 mean DEG':>11s} {'R2 var DEG':>10s} "
         f"{'R2 mean all':>11s} {'R2 var all':>10s} {'train s':>8s}"
     )
     print("\n" + header)
@@ -347,7 +386,7 @@ def main() -> None:
     for r in rows:
         seconds = f"{r['train_seconds']:8.1f}" if "train_seconds" in r else " " * 8
         print(
-            f"{r['type']:12s} {r['method']:30s} {r.get('seed', ''):>4} {r['r2_mean_degs']:11.3f} "
+            f"{r['type']:12s} {r['method']:44s} {r.get('seed', ''):>4} {r['r2_mean_degs']:11.3f} "
             f"{r['r2_var_degs']:10.3f} {r['r2_mean_all']:11.3f} {r['r2_var_all']:10.3f} {seconds}"
         )
     checks = {}
@@ -369,15 +408,10 @@ def main() -> None:
         }
         if scgen:
             # trVAE against scGen, seed by seed and averaged over the seeds
-            for metric in ("r2_mean_degs", "r2_mean_all", "r2_var_degs"):
-                t = {r["seed"]: r[metric] for r in trvae}
-                g = {r["seed"]: r[metric] for r in scgen}
-                check[f"{metric}_trvae_vs_scgen"] = {
-                    "trvae": round(float(np.mean(list(t.values()))), 4),
-                    "scgen": round(float(np.mean(list(g.values()))), 4),
-                    "at_least_scgen_on_average": bool(np.mean(list(t.values())) >= np.mean(list(g.values()))),
-                    "at_least_scgen_every_seed": all(t[k] >= g[k] for k in t if k in g),
-                }
+            check.update(against_scgen(trvae, scgen))
+            latent_delta = [r for r in of_type if r["method"] == f"{trvae_name}, latent_delta"]
+            if latent_delta:
+                check["latent_delta"] = against_scgen(latent_delta, scgen)
             check["train_seconds_ratio_trvae_over_scgen"] = round(
                 float(
                     np.mean([r["train_seconds"] for r in trvae])
@@ -396,6 +430,11 @@ def main() -> None:
             if v:
                 line += f"  {metric}: {v['trvae']:.3f} vs scGen {v['scgen']:.3f}"
         print(line)
+        if "latent_delta" in c:
+            print(f"{'':12s} with latent_delta:" + "".join(
+                f"  {m.removesuffix('_trvae_vs_scgen')}: {v['trvae']:.3f} vs scGen {v['scgen']:.3f}"
+                for m, v in c["latent_delta"].items()
+            ))  # fmt: skip
     result = {
         "benchmark": "trvae_kang",
         "command": commands[0] if len(commands) == 1 else commands,

@@ -171,6 +171,52 @@ def test_shift_adds_the_decoded_response_to_each_cell():
         model_on(simulate(), predict_method="latent")
 
 
+def test_latent_delta_moves_z_by_the_conditions_mean_difference(tmp_path):
+    """predict(latent_delta=True) decodes z + mean z(target) - mean z(source), the means over the training
+    cells, recorded at training and saved with the model (a model loaded onto other cells keeps them)."""
+    adata = simulate(conditions=("A", "B", "C"))
+    model = model_on(adata)
+    model.train(max_epochs=2, **FAST)
+    z = model.get_latent_representation()
+    codes = adata.obs["cond"].cat.codes.to_numpy()
+    means = np.stack([z[codes == c].mean(axis=0) for c in range(3)])
+    np.testing.assert_allclose(model.latent_means_, means, rtol=1e-5, atol=1e-6)
+    before = snapshot(adata)
+    # per-cell sources (each cell's own condition): each moves by its own source's difference
+    moved = model.predict(adata, target_condition="B", method="decode", latent_delta=True)
+    assert moved.uns["latent_delta"] is True
+    with torch.inference_mode():
+        zt = torch.as_tensor(z + (means[1] - means[codes]), dtype=torch.float32)
+        expected = model.module.generative(zt, torch.full((len(z),), 1, dtype=torch.long))["mean"].numpy()
+    np.testing.assert_allclose(moved.X, expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(moved.X, model.predict(adata, target_condition="B", method="decode").X, atol=1e-3)
+    # with the shift, the decoding under the source keeps the cell's own z
+    kw = {"source_condition": "A", "target_condition": "B"}
+    to_b = model.predict(adata, **kw, method="decode", latent_delta=True).X
+    to_a = model.predict(adata, source_condition="A", target_condition="A", method="decode").X
+    shifted = model.predict(adata, **kw, method="shift", latent_delta=True).X
+    np.testing.assert_allclose(
+        shifted, np.maximum(adata.X.toarray() + to_b - to_a, 0.0), rtol=1e-5, atol=1e-5
+    )
+    assert_unchanged(adata, before)
+    # saved and loaded onto other cells: the training cells' means stay
+    model.save(tmp_path / "m", overwrite=True)
+    few = adata[::3].copy()
+    loaded = TRVAE.load(tmp_path / "m", adata=few)
+    np.testing.assert_array_equal(loaded.latent_means_, model.latent_means_)
+    np.testing.assert_allclose(
+        loaded.predict(few, **kw, latent_delta=True).X, shifted[::3], rtol=1e-5, atol=1e-5
+    )
+    # a condition without training cells has no mean
+    loaded.latent_means_ = loaded.latent_means_.copy()
+    loaded.latent_means_[2] = np.nan
+    with pytest.raises(ValueError, match=r"without cells of \['C'\]"):
+        loaded.predict(few, source_condition="A", target_condition="C", latent_delta=True)
+    del loaded.latent_means_
+    with pytest.raises(ValueError, match="train it again"):
+        loaded.predict(few, **kw, latent_delta=True)
+
+
 def test_latent_mean_by_default_and_y_representation():
     adata = simulate()
     model = model_on(adata)

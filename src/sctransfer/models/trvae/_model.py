@@ -29,6 +29,7 @@ from ..._utils._validation import (
     take_columns,
 )
 from .._base import NeuralModel
+from . import _data
 from ._config import PREDICT_METHODS, PRESETS, RENAMED_PRESETS, PredictMethod, TRVAEPreset
 from ._data import TRVAEDataModule, dense_rows
 from ._module import TRVAEModule
@@ -366,6 +367,14 @@ class TRVAE(NeuralModel):
             "trVAE: %d epochs in %.1f s (best epoch %s)",
             self.train_info_["epochs"], seconds, self.train_info_["best_epoch"],
         )  # fmt: skip
+        # every condition's mean z over the registered cells, for predict(latent_delta=True); saved with
+        # the model, so a model loaded onto other cells keeps its training cells' means
+        rows = _data.BLOCK_ROWS  # read as training reads: blocks of rows
+        z = self._forward(X, codes, codes, sample=False, output="z", batch_size=rows, random_state=0)
+        means = np.full((len(self.conditions_), z.shape[1]), np.nan)
+        for c in np.unique(codes):
+            means[c] = z[codes == c].mean(axis=0, dtype=np.float64)
+        self.latent_means_ = means
 
     # ---- inference ----------------------------------------------------------------------------
     def _batches(self, n: int, batch_size: int):
@@ -420,9 +429,15 @@ class TRVAE(NeuralModel):
         output: str,
         batch_size: int,
         random_state: int,
+        offsets: np.ndarray | None = None,
     ) -> np.ndarray:
+        """Encode ``X`` under ``source`` and return ``z``, or decode under ``target`` (``"mean"``/``"y"``).
+
+        ``offsets`` (conditions x latent) adds row ``source`` to every cell's ``z`` before decoding.
+        """
         self.module.eval()
         device = next(self.module.parameters()).device
+        shift = None if offsets is None else torch.as_tensor(offsets, dtype=torch.float32, device=device)
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(random_state)
         out: np.ndarray | None = None  # filled minibatch by minibatch: no list of blocks to concatenate
@@ -436,7 +451,8 @@ class TRVAE(NeuralModel):
                         block = inf["z"]
                     else:
                         t = torch.as_tensor(target[idx], device=device)
-                        gen = self.module.generative(inf["z"], t, inf["library"])
+                        z = inf["z"] if shift is None else inf["z"] + shift[s]
+                        gen = self.module.generative(z, t, inf["library"])
                         block = gen["y" if output == "y" else "mean"]
                     if out is None:
                         out = np.empty((X.shape[0], block.shape[1]), dtype=np.float32)
@@ -452,6 +468,7 @@ class TRVAE(NeuralModel):
         target_condition: str,
         source_condition: str | None = None,
         method: PredictMethod | None = None,
+        latent_delta: bool = False,
         sample: bool = False,
         batch_size: int = 1024,
         random_state: int = 0,
@@ -473,6 +490,14 @@ class TRVAE(NeuralModel):
             ``"decode"`` for every other preset). The shift keeps what the decoder does not reconstruct
             of the cell and predicts only the response; it is clipped at 0 when the model's output is
             non-negative (ReLU output or ``"nb"``).
+        latent_delta
+            Before decoding under the target, add to each cell's ``z`` the difference between the mean
+            ``z`` of the training cells of the target condition and that of the cell's source condition
+            (scGen's latent arithmetic, here with trVAE's conditional decoder). With ``"shift"`` the
+            decoding under the source keeps the cell's own ``z``. The MMD pulls the conditions' latent
+            distributions together, but not their means where the conditions' cell types differ in
+            proportion (for example a type held out of one condition). See ``docs/differences/trvae.md``
+            for what it changes on Kang.
         sample
             Decode one sample of ``z`` per cell instead of the posterior mean (with ``"shift"``, both
             decodings use the same sample).
@@ -487,7 +512,8 @@ class TRVAE(NeuralModel):
         log-normalised values for the Gaussian losses, expected counts at each cell's own library size
         for ``"nb"``), the input's ``.obs`` with ``obs[condition_key]`` set to the target and
         ``obs["source_condition"]`` holding the source, and ``.var`` indexed by the model's genes.
-        ``.uns["predict_method"]`` records the method used.
+        ``.uns["predict_method"]`` records the method used and ``.uns["latent_delta"]`` whether the
+        latent difference was added.
         """
         method = self.config.predict_method if method is None else method
         check_choice(method, "method", PREDICT_METHODS)
@@ -505,7 +531,8 @@ class TRVAE(NeuralModel):
         else:
             source = np.full(n, self._check_condition(source_condition, "source_condition"), dtype=np.int64)
         settings = {"sample": sample, "output": "x", "batch_size": batch_size, "random_state": random_state}
-        pred = self._forward(X, source, np.full(n, target, dtype=np.int64), **settings)
+        offsets = self._latent_offsets(target, source) if latent_delta else None
+        pred = self._forward(X, source, np.full(n, target, dtype=np.int64), offsets=offsets, **settings)
         if method == "shift":
             # the same z (posterior mean, or the same seeded sample) decoded under the source
             pred -= self._forward(X, source, source, **settings)
@@ -519,8 +546,28 @@ class TRVAE(NeuralModel):
         )
         obs[self.condition_key_] = pd.Categorical([self.conditions_[target]] * n, categories=self.conditions_)
         return AnnData(
-            X=pred, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes_)), uns={"predict_method": method}
+            X=pred,
+            obs=obs,
+            var=pd.DataFrame(index=pd.Index(self.genes_)),
+            uns={"predict_method": method, "latent_delta": bool(latent_delta)},
         )
+
+    def _latent_offsets(self, target: int, source: np.ndarray) -> np.ndarray:
+        """Per source condition, the target's mean ``z`` minus the source's (``conditions x latent``)."""
+        means = getattr(self, "latent_means_", None)
+        if means is None:
+            raise ValueError(
+                "latent_delta=True needs the conditions' mean latent codes, which a model records when it "
+                "is trained; this model has none (trained with an earlier version): train it again."
+            )
+        used = np.unique(np.append(source, target))
+        empty = [self.conditions_[c] for c in used if np.isnan(means[c]).any()]
+        if empty:
+            raise ValueError(
+                f"latent_delta=True needs training cells of every condition involved; the model was trained "
+                f"without cells of {empty}. Use latent_delta=False for them."
+            )
+        return (means[target][None, :] - means).astype(np.float32)
 
     # ---- query mapping ------------------------------------------------------------------------
     @classmethod
