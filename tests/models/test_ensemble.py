@@ -144,3 +144,31 @@ def test_query_rep_joins_the_smoothing_graph(pair):
     atac.obsm["X_bad"] = np.full((atac.n_obs, 2), np.nan)
     with pytest.raises(ValueError, match="NaN"):
         model.predict_output(atac, query_rep="X_bad")
+
+
+def test_class_capped_rows_keep_small_classes_whole():
+    from sctransfer.models.ensemble._model import class_capped_rows
+
+    codes = np.repeat([0, 1, 2, 3], [5, 40, 300, 1000])
+    assert class_capped_rows(codes, codes.size, 0) is None
+    rows = class_capped_rows(codes, 200, 0)
+    counts = np.bincount(codes[rows], minlength=4)
+    # 5 and 40 whole, then an equal share of the 155 left for the two large classes
+    assert counts.tolist() == [5, 40, 77, 77] and rows.size <= 200
+    assert np.all(np.diff(rows) > 0)  # sorted, distinct
+    np.testing.assert_array_equal(rows, class_capped_rows(codes, 200, 0))
+    assert not np.array_equal(rows, class_capped_rows(codes, 200, 1))
+
+
+def test_linear_expert_fits_on_a_capped_reference(pair):
+    """Above max_linear_cells the logistic regression sees a class-capped sample; below, every cell."""
+    rna, atac = pair
+    whole = sct.models.EnsembleTransfer().fit(rna, labels_key="cell_type")
+    assert whole.linear_cells_ == rna.n_obs
+    capped = sct.models.EnsembleTransfer(max_linear_cells=90).fit(rna, labels_key="cell_type")
+    assert capped.linear_cells_ <= 90
+    out = capped.predict_output(atac)
+    assert out.info["linear_cells"] == capped.linear_cells_
+    assert not np.array_equal(capped.coef_, whole.coef_)
+    # still a classifier: most query cells keep the label the full fit gives them
+    assert (capped.predict(atac) == whole.predict(atac)).mean() > 0.8

@@ -35,6 +35,7 @@ class EnsembleSettings:
     prior_power: float = 0.25
     C: float = 0.01
     max_features: int = 3000
+    max_linear_cells: int = 200_000
     smooth_neighbors: int = 15
     smooth_alpha: float = 0.5
     smooth_steps: int = 3
@@ -46,7 +47,7 @@ class EnsembleSettings:
     def __post_init__(self) -> None:
         from ..._utils._validation import check_float, check_int
 
-        for name in ("n_neighbors", "n_comps", "n_cca", "max_features"):
+        for name in ("n_neighbors", "n_comps", "n_cca", "max_features", "max_linear_cells"):
             check_int(getattr(self, name), name)
         for name in ("smooth_neighbors", "smooth_steps", "random_state"):
             check_int(getattr(self, name), name, minimum=0)
@@ -158,6 +159,35 @@ def smooth_on_graph(values: np.ndarray, indices: np.ndarray, *, alpha: float, n_
     return out
 
 
+def class_capped_rows(codes: np.ndarray, limit: int, random_state: int) -> np.ndarray | None:
+    """At most ``limit`` rows, every class keeping up to the same number (small classes keep all theirs).
+
+    ``None`` when there are no more than ``limit`` rows. The number per class is the largest ``q`` with
+    ``sum(min(class size, q)) <= limit``; each larger class gives ``q`` rows drawn with ``random_state``.
+    The rows come back sorted.
+    """
+    if codes.size <= limit:
+        return None
+    classes, sizes = np.unique(codes, return_counts=True)
+    ordered = np.sort(sizes)
+    # q: the whole of the smallest classes, then an equal share of what is left for the rest
+    left, quota = limit, 0
+    for i, size in enumerate(ordered):
+        share = left // (ordered.size - i)
+        if size > share:
+            quota = share
+            break
+        left -= size
+    else:  # pragma: no cover - codes.size > limit means some class exceeds its share
+        quota = int(ordered[-1])
+    rng = np.random.default_rng(random_state)
+    keep = []
+    for c, size in zip(classes, sizes, strict=True):
+        members = np.flatnonzero(codes == c)
+        keep.append(members if size <= quota else rng.choice(members, quota, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 def self_trained_proba(
     space: np.ndarray, codes: np.ndarray, confidence: np.ndarray, *, n_classes: int, C: float
 ) -> np.ndarray | None:
@@ -246,6 +276,10 @@ class EnsembleTransfer:
         Inverse L2 strength of the logistic regression.
     max_features
         With more shared features than this, the most variable in the reference (log-normalised) are used.
+    max_linear_cells
+        With more labelled reference cells than this, the logistic regression is fitted on this many of
+        them: every class keeps up to the same number of cells (classes smaller than that keep all theirs),
+        drawn with ``random_state``. Its dense z-scores are then bounded (4 bytes per cell and feature).
     smooth_neighbors
         Neighbours in the query's own graph (0 turns smoothing off).
     smooth_alpha
@@ -322,12 +356,18 @@ class EnsembleTransfer:
         from sklearn.linear_model import LogisticRegression
         from threadpoolctl import threadpool_limits
 
+        from ...kernels._pca import row_subset
+
         present = np.flatnonzero(self.prior_ > 0)
         clf = LogisticRegression(C=self.settings.C, max_iter=100, tol=1e-3, class_weight="balanced")
+        rows = class_capped_rows(self.codes_, self.settings.max_linear_cells, self.settings.random_state)
+        X = self.reference_ if rows is None else row_subset(self.reference_, rows)
+        codes = self.codes_ if rows is None else self.codes_[rows]
+        self.linear_cells_ = int(codes.size)
         # one BLAS thread: L-BFGS makes many small products, and two spinning BLAS threads on a busy
         # 2-core machine made the fit 10x slower than one
         with threadpool_limits(limits=1, user_api="blas"):
-            clf.fit(_standardise(self.reference_), self.codes_)
+            clf.fit(_standardise(X), codes)
         self.coef_ = np.zeros((len(self.classes_), self.reference_.shape[1]), dtype=np.float64)
         self.intercept_ = np.full(len(self.classes_), -np.inf)
         if len(present) == 2:  # binary: scikit-learn fits one row for the second class
@@ -433,6 +473,7 @@ class EnsembleTransfer:
             "median_mapping_score": float(np.median(mapping)),
             "query_graph": "joint PCA" if query_rep is None else "joint PCA and query_rep",
             "self_trained": bool(s.self_training > 0 and own is not None),
+            "linear_cells": self.linear_cells_,
         }
         logger.info("ensemble: %d query cells labelled on %d features", X.shape[0], len(self.features_))
         return EnsembleOutput(
@@ -505,6 +546,7 @@ class EnsembleTransfer:
             "settings": self.settings.to_dict(),
             "classes": self.classes_,
             "features": self.features_,
+            "linear_cells": self.linear_cells_,
         }
         ref = self.reference_
         arrays: dict[str, np.ndarray] = {
@@ -549,5 +591,6 @@ class EnsembleTransfer:
             model.intercept_ = arrays["intercept"]
         model.classes_ = list(meta["classes"])
         model.features_ = list(meta["features"])
+        model.linear_cells_ = int(meta.get("linear_cells", model.codes_.size))
         model.prior_ = np.bincount(model.codes_, minlength=len(model.classes_)) / len(model.codes_)
         return model
