@@ -390,10 +390,11 @@ def main() -> None:
             f"{r['r2_var_degs']:10.3f} {r['r2_mean_all']:11.3f} {r['r2_var_all']:10.3f} {seconds}"
         )
     checks = {}
-    trvae_name = f"trVAE {args.preset}"
+    own = replace(sct.models.trvae.PRESETS[args.preset], **overrides).predict_method
+    plain, with_delta = (trvae_name(args.preset, own, own, delta) for delta in (False, True))
     for cell_type in dict.fromkeys(r["type"] for r in rows):
         of_type = [r for r in rows if r["type"] == cell_type]
-        trvae = [r for r in of_type if r["method"] == trvae_name]
+        trvae = [r for r in of_type if r["method"] == plain]
         scgen = [r for r in of_type if r["method"] == "scGen (pertpy)"]
         delta = next((r for r in of_type if r["method"] == "global delta"), None)
         if not trvae or delta is None:
@@ -409,7 +410,7 @@ def main() -> None:
         if scgen:
             # trVAE against scGen, seed by seed and averaged over the seeds
             check.update(against_scgen(trvae, scgen))
-            latent_delta = [r for r in of_type if r["method"] == f"{trvae_name}, latent_delta"]
+            latent_delta = [r for r in of_type if r["method"] == with_delta]
             if latent_delta:
                 check["latent_delta"] = against_scgen(latent_delta, scgen)
             check["train_seconds_ratio_trvae_over_scgen"] = round(

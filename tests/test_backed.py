@@ -138,7 +138,7 @@ def _assert_same(expected: ad.AnnData, actual: ad.AnnData) -> None:
 def test_verb_on_backed_and_dask_input(verb, fmt, source, data, tmp_path):
     expected = _in_memory_result(verb, fmt, data)
     names = VERBS[verb][0]
-    inputs, files = {}, {}
+    inputs, files, arrays = {}, {}, {}
     for name in names:
         adata = _with_format(data[name], fmt)
         if source == "backed":
@@ -150,21 +150,19 @@ def test_verb_on_backed_and_dask_input(verb, fmt, source, data, tmp_path):
             import dask.array as da
 
             wrapped = adata.X
-            files[name] = wrapped.copy()  # the array under the dask array: never changed in place
+            arrays[name] = wrapped.copy()  # the array under the dask array: never changed in place
             adata.X = da.from_array(wrapped, chunks=(50, -1), asarray=False)
             inputs[name] = adata
     actual = _run(verb, inputs)  # copy=False where the verb has it: results go to the in-memory parts
     for key in expected:
         _assert_same(expected[key], actual[key])
     for path, digest in files.items():
-        if source == "dask":
-            wrapped = inputs[path].X.compute()
-            before = digest
-            if sp.issparse(before):
-                before, wrapped = before.toarray(), wrapped.toarray()
-            np.testing.assert_array_equal(np.asarray(wrapped), np.asarray(before), err_msg=path)
-            continue
         assert _digest(path) == digest, f"{path.name} changed on disk"
+    for name, before in arrays.items():
+        after = inputs[name].X.compute()
+        if sp.issparse(before):
+            before, after = before.toarray(), after.toarray()
+        np.testing.assert_array_equal(np.asarray(after), np.asarray(before), err_msg=name)
     if source == "backed":
         for name in names:
             assert inputs[name].isbacked  # still backed: nothing was loaded into .X

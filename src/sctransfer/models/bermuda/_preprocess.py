@@ -112,8 +112,10 @@ def _add_moments(block, codes: np.ndarray, counts: bool, target_sum: float, mome
     values = _float32(log_normalize(block, target_sum=target_sum) if counts else block)
     # scanpy's flavour="seurat" takes expm1 of the float32 values, then float64 moments
     if sp.issparse(values):
-        values = sp.csr_matrix(values, copy=True)
-        values.data = np.expm1(values.data).astype(np.float64)
+        values = sp.csr_matrix(values)
+        values = sp.csr_matrix(  # a new matrix on the same structure: the block is left as it is
+            (np.expm1(values.data).astype(np.float64), values.indices, values.indptr), shape=values.shape
+        )
         squared = values.multiply(values)
         positive = (block > 0).astype(np.float64)
     else:
