@@ -147,7 +147,7 @@ def test_shift_adds_the_decoded_response_to_each_cell():
     to_a = model.predict(adata, source_condition="A", target_condition="A", method="decode").X
     shifted = model.predict(adata, **kw)
     assert shifted.uns["predict_method"] == "shift"
-    expected = np.maximum(adata.X.toarray() + to_b - to_a, 0.0)  # ReLU output: clipped at 0
+    expected = np.maximum(adata.X.toarray() + to_b - to_a, 0.0)  # softplus output: clipped at 0
     np.testing.assert_allclose(shifted.X, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(model.predict(adata, **kw, method="shift").X, shifted.X)
     # decoding under the source itself returns the cells unchanged
@@ -336,6 +336,27 @@ def test_presets_follow_the_spec():
     assert PRESETS["scarches"].kernel_reduce == "sum" and PRESETS["scarches"].recon_loss == "nb"
     assert PRESETS["default"].mmd_on == "z" and PRESETS["default"].restore_best
     assert PRESETS["default"].n_latent == 40 and PRESETS["default"].predict_method == "shift"
+    assert PRESETS["default"].output_activation == "softplus"
+    assert {PRESETS[name].output_activation for name in ("faithful", "paper", "paper_haber")} == {"relu"}
+
+
+@pytest.mark.parametrize("output_activation", ["relu", "softplus", "linear"])
+def test_output_units_below_zero_keep_learning_except_under_relu(output_activation):
+    adata = simulate()
+    module = model_on(adata, output_activation=output_activation).module
+    with torch.no_grad():
+        module.output.bias.fill_(-20.0)  # every gene's unit below 0 for every cell
+    z = torch.randn(16, SMALL["n_latent"], generator=torch.Generator().manual_seed(0))
+    mean = module.generative(z, torch.zeros(16, dtype=torch.long))["mean"]
+    mean.sum().backward()
+    grad = module.output.bias.grad
+    if output_activation == "relu":  # dead: 0 for every cell, and no gradient to revive it
+        assert torch.all(mean == 0) and torch.all(grad == 0)
+    else:
+        assert torch.all(grad > 0)
+        assert torch.all(mean > 0) if output_activation == "softplus" else torch.all(mean < 0)
+    with pytest.raises(ValueError, match=r"output_activation must be one of \['relu', 'softplus'"):
+        model_on(adata, output_activation="sigmoid")
 
 
 # ---- query mapping --------------------------------------------------------------------------------

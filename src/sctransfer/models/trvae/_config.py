@@ -72,11 +72,13 @@ _PAPER_KANG = TRVAEConfig()
 #: (the published Kang figures)
 PRESETS: dict[str, TRVAEConfig] = {
     # sctransfer's default: the Kang notebook's network and reconstruction with the training script's
-    # 40-dimensional latent, a strong MMD on z instead of the MMD layer, trained for a bounded time with the
-    # best weights kept, predicting the response as a shift added to each cell (see the differences page)
+    # 40-dimensional latent, a softplus output (no ReLU units that die), a strong MMD on z instead of the
+    # MMD layer, trained for a bounded time with the best weights kept, predicting the response as a shift
+    # added to each cell (see the differences page)
     "default": replace(
         _PAPER_KANG,
         n_latent=40,
+        output_activation="softplus",
         mmd_on="z",
         beta=5e5,
         max_epochs=100,

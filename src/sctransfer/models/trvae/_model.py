@@ -489,7 +489,7 @@ class TRVAE(NeuralModel):
             the source; ``None`` the preset's ``predict_method`` (``"shift"`` for ``"default"``,
             ``"decode"`` for every other preset). The shift keeps what the decoder does not reconstruct
             of the cell and predicts only the response; it is clipped at 0 when the model's output is
-            non-negative (ReLU output or ``"nb"``).
+            non-negative (ReLU or softplus output, or ``"nb"``).
         latent_delta
             Before decoding under the target, add to each cell's ``z`` the difference between the mean
             ``z`` of the training cells of the target condition and that of the cell's source condition
@@ -538,7 +538,7 @@ class TRVAE(NeuralModel):
             pred -= self._forward(X, source, source, **settings)
             for idx in self._batches(n, batch_size):
                 pred[idx] += dense_rows(X, idx)
-            if self.config.recon_loss == "nb" or self.config.output_activation == "relu":
+            if self.config.recon_loss == "nb" or self.config.output_activation != "linear":
                 np.maximum(pred, 0.0, out=pred)
         obs = adata_in.obs.copy()
         obs["source_condition"] = pd.Categorical(

@@ -20,6 +20,7 @@ from ...kernels._mmd import TRVAE_BANDWIDTHS, mmd2
 RECON_LOSSES = ("sse", "mse", "nb")
 NORMS = ("batch", "layer", "none")
 ACTIVATIONS = ("leaky_relu", "relu")
+OUTPUT_ACTIVATIONS = ("relu", "softplus", "linear")
 KL_REDUCTIONS = ("mean", "sum")
 MMD_ON = ("y", "z")
 
@@ -170,7 +171,9 @@ class TRVAEModule(BaseModuleClass):
     norm, activation, leaky_slope, dropout, bn_momentum, bn_eps, encoder_bias, decoder_bias
         Hidden block settings.
     output_activation
-        ``"relu"`` or ``"linear"`` for the Gaussian output (ignored under ``"nb"``).
+        ``"relu"``, ``"softplus"`` or ``"linear"`` for the Gaussian output (ignored under ``"nb"``). A
+        ReLU unit that turns negative for every cell stops learning, and its gene keeps a response of 0;
+        softplus is also non-negative but keeps a gradient everywhere.
     var_eps
         Added to the posterior variance (scArches uses 1e-4).
     n_reference_conditions
@@ -219,7 +222,7 @@ class TRVAEModule(BaseModuleClass):
             (mmd_on, "mmd_on", MMD_ON),
             (norm, "norm", NORMS),
             (activation, "activation", ACTIVATIONS),
-            (output_activation, "output_activation", ("relu", "linear")),
+            (output_activation, "output_activation", OUTPUT_ACTIVATIONS),
             (kernel_reduce, "kernel_reduce", ("mean", "sum")),
             (estimator, "estimator", ("biased", "unbiased")),
         ):
@@ -353,7 +356,12 @@ class TRVAEModule(BaseModuleClass):
             mu = rho * (library if library is not None else 1.0)
             theta = torch.exp(self.theta.T[condition])
             return {"y": y_mmd, "rho": rho, "mean": mu, "theta": theta}
-        mean = F.relu(out) if self.output_activation == "relu" else out
+        if self.output_activation == "relu":
+            mean = F.relu(out)
+        elif self.output_activation == "softplus":
+            mean = F.softplus(out)
+        else:
+            mean = out
         return {"y": y_mmd, "mean": mean}
 
     def mmd(self, representation: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
