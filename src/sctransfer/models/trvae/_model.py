@@ -538,7 +538,7 @@ class TRVAE(NeuralModel):
             pred -= self._forward(X, source, source, **settings)
             for idx in self._batches(n, batch_size):
                 pred[idx] += dense_rows(X, idx)
-            if self.config.recon_loss == "nb" or self.config.output_activation != "linear":
+            if self.module.nonnegative_output:
                 np.maximum(pred, 0.0, out=pred)
         obs = adata_in.obs.copy()
         obs["source_condition"] = pd.Categorical(

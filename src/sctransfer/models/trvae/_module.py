@@ -20,7 +20,9 @@ from ...kernels._mmd import TRVAE_BANDWIDTHS, mmd2
 RECON_LOSSES = ("sse", "mse", "nb")
 NORMS = ("batch", "layer", "none")
 ACTIVATIONS = ("leaky_relu", "relu")
-OUTPUT_ACTIVATIONS = ("relu", "softplus", "linear")
+#: the Gaussian output's activation; every one but "linear" is non-negative
+_OUTPUTS = {"relu": F.relu, "softplus": F.softplus, "linear": None}
+OUTPUT_ACTIVATIONS = tuple(_OUTPUTS)
 KL_REDUCTIONS = ("mean", "sum")
 MMD_ON = ("y", "z")
 
@@ -243,6 +245,8 @@ class TRVAEModule(BaseModuleClass):
         self.mmd_boundary = mmd_boundary
         self.legacy_pairing = legacy_pairing
         self.output_activation = output_activation
+        #: whether every decoded value is >= 0 (what a prediction is clipped to)
+        self.nonnegative_output = recon_loss == "nb" or _OUTPUTS[output_activation] is not None
         self.var_eps = float(var_eps)
         self.n_reference_conditions = int(n_reference_conditions)
         self.freeze_expression = freeze_expression
@@ -356,13 +360,8 @@ class TRVAEModule(BaseModuleClass):
             mu = rho * (library if library is not None else 1.0)
             theta = torch.exp(self.theta.T[condition])
             return {"y": y_mmd, "rho": rho, "mean": mu, "theta": theta}
-        if self.output_activation == "relu":
-            mean = F.relu(out)
-        elif self.output_activation == "softplus":
-            mean = F.softplus(out)
-        else:
-            mean = out
-        return {"y": y_mmd, "mean": mean}
+        activation = _OUTPUTS[self.output_activation]
+        return {"y": y_mmd, "mean": out if activation is None else activation(out)}
 
     def mmd(self, representation: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """The MMD term (unweighted) of one minibatch."""
